@@ -1,0 +1,37 @@
+"""Files that a reader never sees half-written: write a temporary file, then rename it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import yaml
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are for everyone
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_yaml(path: str, data: Any) -> None:
+    """Dump plain data as block YAML, atomically, keys in the order given."""
+    write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                                    allow_unicode=True, width=100))

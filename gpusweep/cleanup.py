@@ -1,0 +1,183 @@
+"""Ending a trial's whole process tree and waiting until its GPU memory is really back.
+
+``end_tree`` is the one function every path that ends a trial uses (exit, crash, timeout,
+Hyperband, Ctrl-C): SIGTERM to the process group and to every process of the trial outside
+it, a grace period, SIGKILL, then a scan for escapees (processes that carry the trial's token
+in their environment or were seen in its tree, e.g. daemons that left with ``setsid``).
+
+``wait_until_clean`` replaces the incident's fixed ``sleep(5)``: it polls NVML until the
+device is within tolerance of the baseline measured before the first trial and no process of
+the trial holds memory there, so it waits exactly as long as the driver needs, and not more.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psutil
+
+from gpusweep.config import WaitConfig
+from gpusweep.device import Device
+
+ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
+
+
+@dataclass(frozen=True)
+class EndResult:
+    processes_killed: int  # processes of the trial still alive when the stop began
+    escapees_killed: int  # of those, the ones outside the trial's process group
+    leftover: tuple[int, ...]  # pids that survived even SIGKILL (should be empty)
+    ended_pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    wait_s: float
+    clean: bool
+    used_mb: float | None
+    residual_mb: float | None  # device used minus baseline at the end of the wait
+    holders: tuple[int, ...]  # trial pids still holding GPU memory at the end
+
+
+def end_tree(
+    pgid: int | None,
+    token: str | None,
+    seen: Iterable[ProcessKey] = (),
+    grace_s: float = 10.0,
+    kill_wait_s: float = 5.0,
+) -> EndResult:
+    """Stop every process of a trial: polite signal, grace period, SIGKILL, escapee sweep."""
+    targets = find_trial_processes(pgid, token, seen)
+    escapees = {p.pid for p in targets if _pgid(p.pid) != pgid}
+    if targets:
+        _signal_all(targets, pgid, signal.SIGTERM)
+        survivors = _wait_gone(targets, grace_s)
+        if survivors:
+            _signal_all(survivors, pgid, signal.SIGKILL)
+            _wait_gone(survivors, kill_wait_s)
+    # Anything that forked during the grace period, or that we could not see before.
+    ended = {p.pid for p in targets}
+    for _ in range(3):
+        late = [p for p in find_trial_processes(pgid, token, seen) if p.pid not in ended]
+        if not late:
+            break
+        escapees.update(p.pid for p in late)
+        ended.update(p.pid for p in late)
+        _signal_all(late, None, signal.SIGKILL)
+        _wait_gone(late, kill_wait_s)
+    leftover = tuple(p.pid for p in find_trial_processes(pgid, token, seen))
+    return EndResult(processes_killed=len(ended), escapees_killed=len(escapees),
+                     leftover=leftover, ended_pids=tuple(sorted(ended)))
+
+
+def find_trial_processes(
+    pgid: int | None, token: str | None, seen: Iterable[ProcessKey] = ()
+) -> list[psutil.Process]:
+    """Live processes in the trial's group, carrying its token, or seen in its tree."""
+    seen_map = dict(seen)
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid != me and _alive(proc) and _belongs(proc, pgid, token, seen_map):
+            found.append(proc)
+    return found
+
+
+def _belongs(proc: psutil.Process, pgid: int | None, token: str | None,
+             seen: dict[int, float]) -> bool:
+    try:
+        if pgid is not None and _pgid(proc.pid) == pgid:
+            return True
+        if proc.pid in seen and abs(proc.create_time() - seen[proc.pid]) < 0.01:
+            return True
+        return bool(token) and proc.environ().get("GPUSWEEP_TRIAL_TOKEN") == token
+    except (psutil.Error, OSError):
+        return False
+
+
+def gpu_is_clean(
+    used_mb: float | None, baseline_mb: float | None, tolerance_mb: float, holders: Iterable[int]
+) -> bool:
+    """The decision: device back within tolerance of its baseline, and no trial pid on it."""
+    if any(True for _ in holders):
+        return False
+    if used_mb is None or baseline_mb is None:
+        return True
+    return used_mb - baseline_mb <= tolerance_mb
+
+
+def wait_until_clean(
+    device: Device,
+    baseline_mb: float | None,
+    trial_pids: Iterable[int],
+    config: WaitConfig,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitResult:
+    """Poll the device until :func:`gpu_is_clean` (adaptive), or as ``config.mode`` says.
+
+    Returns at once on a machine with no GPU. ``mode: fixed`` sleeps ``fixed_s`` first (the
+    incident's fix) and ``mode: none`` only reads once (W&B's agent); both are kept for the
+    benchmarks that compare them.
+    """
+    pids = set(trial_pids)
+    start = clock()
+    if not device.is_gpu:
+        return WaitResult(0.0, True, None, None, ())
+    if config.mode == "fixed":
+        sleep(config.fixed_s)
+    while True:
+        used = device.used_mb()
+        holders = tuple(sorted(pids & set(device.process_memory_mb())))
+        elapsed = clock() - start
+        clean = gpu_is_clean(used, baseline_mb, config.tolerance_mb, holders)
+        done = config.mode != "adaptive" or (clean and elapsed >= config.min_s)
+        if done or elapsed >= config.max_s:
+            residual = None if used is None or baseline_mb is None else used - baseline_mb
+            return WaitResult(elapsed, clean, used, residual, holders)
+        sleep(max(0.0, min(config.poll_s, config.max_s - elapsed)))
+
+
+def _signal_all(procs: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:
+    procs = list(procs)
+    if pgid is not None and any(_pgid(p.pid) == pgid for p in procs):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for proc in procs:
+        try:
+            if _alive(proc):
+                proc.send_signal(sig)
+        except (psutil.Error, OSError):
+            pass
+
+
+def _wait_gone(procs: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """Wait until none is alive (zombies count as gone); return the survivors."""
+    deadline = time.monotonic() + timeout_s
+    alive = [p for p in procs if _alive(p)]
+    delay = 0.005
+    while alive and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, OSError):
+        return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

@@ -1,0 +1,122 @@
+"""``python tools/sweep.py``: parse the command line, validate everything, run the sweep.
+
+Exit codes: 0 the sweep ran to its end (whatever single trials did); 2 bad input, before any
+trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: abort``);
+130 interrupted by Ctrl-C after a clean stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from gpusweep.config import SweepSpec, load_sweep
+from gpusweep.errors import EXIT_BAD_INPUT, BadInput
+
+DRY_RUN_TRIALS = 5
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="tools/sweep.py",
+        description="Run a W&B sweep with every trial isolated in its own process tree, "
+        "cleaned up and proven GPU-clean before the next one starts.")
+    parser.add_argument("--sweep-config", metavar="FILE", help="W&B sweep YAML (+ isolation:)")
+    parser.add_argument("--count", type=int, metavar="N", help="run at most N trials now")
+    parser.add_argument("--log-dir", default="log", metavar="DIR",
+                        help="where sweeps live: <log-dir>/<sweep-id>/ (default ./log)")
+    parser.add_argument("--resume", metavar="SWEEP_ID", help="continue a sweep from its journal")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and print the first trials' params and argv, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument("--project", metavar="NAME", help="W&B project of the trial runs")
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        parser.error("--count must be at least 1")
+    if not args.sweep_config and not args.resume:
+        parser.error("give --sweep-config FILE (or --resume SWEEP_ID)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        spec = _load_spec(args)
+        if args.dry_run:
+            return dry_run(spec, args)
+        return _run(spec, args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _load_spec(args: argparse.Namespace) -> SweepSpec:
+    if args.resume:
+        stored = os.path.join(args.log_dir, args.resume, "config.yaml")
+        if not os.path.exists(stored):
+            raise BadInput(os.path.join(args.log_dir, args.resume), "--resume",
+                           "no such sweep (its config.yaml is missing)")
+        spec = load_sweep(stored)
+        if args.sweep_config and load_sweep(args.sweep_config).raw != spec.raw:
+            raise BadInput(args.sweep_config, "--resume",
+                           f"differs from the config sweep {args.resume} was started with")
+        return spec
+    spec = load_sweep(args.sweep_config)
+    _check_executable(spec)
+    return spec
+
+
+def _check_executable(spec: SweepSpec) -> None:
+    from gpusweep.launcher import build_argv, executable_problem
+
+    argv = build_argv(spec.command, spec.program, _sample_params(spec), "args.json")
+    problem = executable_problem(argv)
+    if problem:
+        raise BadInput(spec.path, "command", problem)
+
+
+def _sample_params(spec: SweepSpec) -> dict[str, Any]:
+    from gpusweep.controller import Controller
+
+    return Controller(spec, seed="validate").propose([]) or {}
+
+
+def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
+    """Print the first proposed trials (params and exact argv); start nothing, write nothing."""
+    from gpusweep.controller import Controller, RunView
+    from gpusweep.launcher import build_argv
+    from gpusweep.redact import redact
+
+    controller = Controller(spec, seed="dry-run")
+    views: list[RunView] = []
+    limit = min(x for x in (args.count, spec.run_cap, DRY_RUN_TRIALS) if x is not None)
+    print(f"{spec.path}: valid {spec.method} sweep"
+          + (f", metric {spec.metric.name} ({spec.metric.goal})" if spec.metric else "")
+          + (", hyperband on" if spec.early_terminate else ""))
+    for i in range(limit):
+        params = controller.propose(views)
+        if params is None:
+            break
+        views.append(RunView(f"dry-{i}", params, "pending"))
+        argv = build_argv(spec.command, spec.program, params, "<trial-dir>/args.json")
+        print(f"trial {i + 1}: {params}")
+        print(f"  argv: {[redact(token) for token in argv]}")
+    return 0
+
+
+def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
+    from gpusweep.device import default_device
+    from gpusweep.display import LiveDisplay, QuietDisplay
+    from gpusweep.runner import SweepOptions, SweepRunner
+
+    options = SweepOptions(log_dir=args.log_dir, count=args.count, resume=args.resume,
+                           project=args.project or spec.project)
+    display = QuietDisplay() if args.quiet else LiveDisplay()
+    runner = SweepRunner(spec, options, default_device(), display)
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

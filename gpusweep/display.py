@@ -1,0 +1,200 @@
+"""What the user sees: a rich live table of trials, or (``--quiet``) one summary line."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from gpusweep.records import TrialRecord, best_trial
+from gpusweep.redact import redact
+
+_STATUS_STYLE = {
+    "finished": "green",
+    "stopped_early": "yellow",
+    "running": "cyan",
+    "timeout": "magenta",
+    "killed": "magenta",
+}
+
+
+def summary_line(runner: Any, state: str) -> str:
+    """``sweep ab12cd34 finished: 6 trials (5 finished, 1 stopped_early), best ...``."""
+    records: list[TrialRecord] = runner.records
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+    parts = ", ".join(f"{n} {status}" for status, n in counts.items())
+    line = f"sweep {runner.sweep_id} {state}: {len(records)} trials"
+    if parts:
+        line += f" ({parts})"
+    best = best_trial(records, runner.spec.metric)
+    if best is not None:
+        line += f", best {best.run} {best.metric.name}={best.metric.best:.6g}"
+    return f"{line} in {runner.wall_s:.1f} s; records in {runner.sweep_dir}"
+
+
+def planned_trials(runner: Any) -> int | None:
+    """How many trials this invocation will run, when that is known in advance."""
+    caps = [c for c in (runner.options.count, runner.spec.run_cap) if c is not None]
+    if runner.spec.method == "grid":
+        caps.append(grid_size(runner.spec.engine.get("parameters", {})))
+    if runner.spec.run_cap is not None:
+        caps.append(runner.spec.run_cap)
+    return min(caps) if caps else None
+
+
+def grid_size(parameters: dict[str, Any]) -> int:
+    size = 1
+    for spec in parameters.values():
+        if "parameters" in spec:
+            size *= grid_size(spec["parameters"])
+        elif "values" in spec:
+            size *= len(spec["values"])
+        elif isinstance(spec.get("min"), int) and isinstance(spec.get("max"), int) \
+                and "q" not in spec:
+            size *= spec["max"] - spec["min"] + 1
+        elif "q" in spec:
+            size *= max(1, math.ceil((spec["max"] - spec["min"]) / spec["q"]))
+    return size
+
+
+class QuietDisplay:
+    """``--quiet``: nothing until the final summary line."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+
+    def sweep_started(self, runner: Any) -> None: ...
+
+    def trial_started(self, runner: Any, trial: Any) -> None: ...
+
+    def refresh(self, runner: Any) -> None: ...
+
+    def trial_ended(self, runner: Any, record: TrialRecord) -> None: ...
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def sweep_ended(self, runner: Any, state: str) -> None:
+        self.console.print(summary_line(runner, state), markup=False, soft_wrap=True)
+
+
+class LiveDisplay(QuietDisplay):
+    """One row per trial (params, status, metric, peak GPU/host MB, wait), a progress bar,
+    and the tail of the running trial's output."""
+
+    def __init__(self, console: Console | None = None, tail_lines: int = 6) -> None:
+        super().__init__(console)
+        self.tail_lines = tail_lines
+        self._live: Live | None = None
+        self._progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=self.console)
+        self._task = None
+        self._last = 0.0
+
+    def sweep_started(self, runner: Any) -> None:
+        self.console.print(f"sweep [bold]{runner.sweep_id}[/] ({runner.spec.method}) on "
+                           f"{runner.device.info.name}; records in {runner.sweep_dir}")
+        self._task = self._progress.add_task("sweep", total=planned_trials(runner),
+                                             completed=len(runner.records))
+        self._live = Live(self._render(runner), console=self.console, refresh_per_second=4,
+                          transient=False)
+        self._live.start()
+
+    def trial_started(self, runner: Any, trial: Any) -> None:
+        self.refresh(runner, force=True)
+
+    def refresh(self, runner: Any, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._live is None or (not force and now - self._last < 0.25):
+            return
+        self._last = now
+        self._live.update(self._render(runner))
+
+    def trial_ended(self, runner: Any, record: TrialRecord) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=len(runner.records))
+        self.refresh(runner, force=True)
+
+    def message(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text, markup=False)
+        else:
+            super().message(text)
+
+    def sweep_ended(self, runner: Any, state: str) -> None:
+        if self._live is not None:
+            self._live.update(self._render(runner, with_tail=False))
+            self._live.stop()
+            self._live = None
+            if not self.console.is_terminal:
+                self.console.line()
+        super().sweep_ended(runner, state)
+
+    def _render(self, runner: Any, with_tail: bool = True) -> Group:
+        metric = runner.spec.metric.name if runner.spec.metric else "metric"
+        table = Table(expand=False, header_style="bold")
+        fixed = constant_params(runner.spec.engine.get("parameters", {}))
+        for name, justify in (("#", "right"), ("run", "left"), ("params", "left"),
+                              ("status", "left"), (metric, "right"), ("GPU MB", "right"),
+                              ("host MB", "right"), ("wait s", "right")):
+            table.add_column(name, justify=justify, no_wrap=name != "params")
+        for i, record in enumerate(runner.records, 1):
+            table.add_row(str(i), record.run, _params(record.params, fixed),
+                          _status(record.status.value), _num(record.metric.best),
+                          _num(record.gpu.peak_tree_mb, 0), _num(record.host.peak_rss_mb, 0),
+                          _num(record.cleanup.wait_s, 2))
+        trial = runner.running
+        if trial is not None and trial.monitor is not None:
+            peaks = trial.monitor.peaks
+            values = trial.events.metric_values
+            table.add_row(str(len(runner.records) + 1), trial.run_id,
+                          _params(trial.params, fixed),
+                          _status("running"), _num(values[-1] if values else None),
+                          _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "")
+        parts: list[Any] = [table, self._progress]
+        if with_tail and trial is not None:
+            parts.append(Text(_tail(trial.paths.output_log, self.tail_lines), style="dim"))
+        return Group(*parts)
+
+
+def _params(params: dict[str, Any], constants: frozenset[str] = frozenset()) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in params.items() if k not in constants)
+
+
+def constant_params(parameters: dict[str, Any]) -> frozenset[str]:
+    """Parameters with one fixed value: the same in every row, so not shown."""
+    return frozenset(k for k, v in parameters.items() if isinstance(v, dict) and "value" in v)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, "red"))
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits <= 2 else f"{value:.{digits}g}"
+
+
+def _tail(path: str, lines: int) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return redact("\n".join(text.rstrip().splitlines()[-lines:]))

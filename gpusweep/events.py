@@ -1,0 +1,88 @@
+"""Reading what a trial reports: the JSON lines it appends to ``GPUSWEEP_EVENTS``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EventTail:
+    """Reads new complete lines of a file that another process appends to.
+
+    A line without its newline yet (the writer is mid-write) waits for the next read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read_new(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        events = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
+@dataclass
+class TrialEvents:
+    """What the orchestrator keeps of a trial's events while it runs."""
+
+    metric_name: str | None
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics of each report
+    metric_values: list[float] = field(default_factory=list)
+    torch_peak_allocated_mb: float | None = None
+    torch_peak_reserved_mb: float | None = None
+    rss_reported_mb: list[float] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    last_report_t: float | None = None
+
+    def add(self, event: dict[str, Any]) -> bool:
+        """Take one event; True when it brought a new value of the sweep's metric."""
+        memory = event.get("memory") or {}
+        self.torch_peak_allocated_mb = _max(self.torch_peak_allocated_mb,
+                                            memory.get("torch_peak_allocated_mb"))
+        self.torch_peak_reserved_mb = _max(self.torch_peak_reserved_mb,
+                                           memory.get("torch_peak_reserved_mb"))
+        if event.get("kind") == "error":
+            self.errors.append(event)
+            return False
+        if event.get("kind") != "report":
+            return False
+        self.last_report_t = event.get("t")
+        if isinstance(memory.get("rss_mb"), (int, float)):
+            self.rss_reported_mb.append(float(memory["rss_mb"]))
+        metrics = event.get("metrics") or {}
+        self.history.append(metrics)
+        value = metrics.get(self.metric_name) if self.metric_name else None
+        if _is_finite_number(value):
+            self.metric_values.append(float(value))
+            return True
+        return False
+
+
+def _max(current: float | None, value: Any) -> float | None:
+    if not isinstance(value, (int, float)):
+        return current
+    return float(value) if current is None else max(current, float(value))
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,172 @@
+"""Starting one trial: its argv from the sweep's ``command``, its environment, its process.
+
+The argv forms of every ``${args*}`` macro come from wandb's own code
+(``create_sweep_command_args``), so a sweep file means exactly what it means to
+``wandb agent``. The one deliberate difference: ``${interpreter}`` is the orchestrator's own
+``sys.executable`` rather than the literal ``python``, so trials run in the same venv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gpusweep.device import Device
+
+
+@dataclass(frozen=True)
+class TrialPaths:
+    """Where one trial's files live: ``<sweep-dir>/<run-id>/``."""
+
+    sweep_dir: str
+    run_id: str
+
+    @property
+    def dir(self) -> str:
+        return os.path.join(self.sweep_dir, self.run_id)
+
+    @property
+    def output_log(self) -> str:
+        return os.path.join(self.dir, "output.log")
+
+    @property
+    def events(self) -> str:
+        return os.path.join(self.dir, "events.jsonl")
+
+    @property
+    def memory_yaml(self) -> str:
+        return os.path.join(self.dir, "memory.yaml")
+
+    @property
+    def memory_csv(self) -> str:
+        return os.path.join(self.dir, "memory.csv")
+
+    @property
+    def param_file(self) -> str:
+        return os.path.join(self.dir, "config.yaml")
+
+    @property
+    def args_json_file(self) -> str:
+        return os.path.join(self.dir, "args.json")
+
+
+def command_args(params: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Every ``${args*}`` form for these params, from wandb's own implementation."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    forms = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    return {k: v for k, v in forms.items() if isinstance(v, list)}
+
+
+def build_argv(
+    command: list[str],
+    program: str | None,
+    params: Mapping[str, Any],
+    args_json_file: str,
+    interpreter: str = sys.executable,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The trial's argv: W&B's macro expansion, one whole ``${...}`` token at a time."""
+    environ = os.environ if environ is None else environ
+    sweep_vars: dict[str, list[str]] = dict(command_args(params))
+    sweep_vars["interpreter"] = [interpreter]
+    sweep_vars["program"] = [program] if program else []
+    sweep_vars["args_json_file"] = [args_json_file]
+    sweep_vars["env"] = ["/usr/bin/env"]
+    argv: list[str] = []
+    for token in command:
+        token = expand_envvars(str(token), environ)
+        if token.startswith("${") and token.endswith("}"):
+            argv += sweep_vars.get(token[2:-1]) or []
+        else:
+            argv.append(token)
+    return argv
+
+
+def expand_envvars(token: str, environ: Mapping[str, str]) -> str:
+    """``${envvar:NAME}`` anywhere in a token, as wandb does (unknown names stay as NAME)."""
+    from wandb.sdk.launch.sweeps.utils import SWEEP_COMMAND_ENV_VAR_REGEX
+
+    for match in reversed(list(SWEEP_COMMAND_ENV_VAR_REGEX.finditer(token))):
+        value = environ.get(match.group(1), match.group(1))
+        token = f"{token[: match.start()]}{value}{token[match.end():]}"
+    return token
+
+
+def executable_problem(argv: list[str]) -> str | None:
+    """Why argv[0] cannot be started, or None (checked before any trial starts)."""
+    if not argv:
+        return "the command expands to nothing"
+    if os.sep in argv[0]:
+        ok = os.path.isfile(argv[0]) and os.access(argv[0], os.X_OK)
+    else:
+        ok = shutil.which(argv[0]) is not None
+    return None if ok else f"{argv[0]!r} is not an executable file or on PATH"
+
+
+def trial_env(
+    base: Mapping[str, str],
+    *,
+    sweep_id: str,
+    run_id: str,
+    token: str,
+    paths: TrialPaths,
+    project: str | None,
+    device: Device,
+) -> dict[str, str]:
+    """W&B's agent environment plus ours. Secrets in ``base`` pass through untouched."""
+    env = dict(base)
+    env.update({
+        "WANDB_SWEEP_ID": sweep_id,
+        "WANDB_RUN_ID": run_id,
+        "WANDB_SWEEP_PARAM_PATH": paths.param_file,
+        "WANDB_DIR": paths.sweep_dir,
+        "GPUSWEEP_TRIAL_DIR": paths.dir,
+        "GPUSWEEP_EVENTS": paths.events,
+        "GPUSWEEP_TRIAL_TOKEN": token,
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.setdefault("WANDB_MODE", "offline")
+    if project:
+        env["WANDB_PROJECT"] = project
+    if device.is_gpu and device.info.uuid:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = device.info.uuid
+    return env
+
+
+def write_param_files(paths: TrialPaths, params: Mapping[str, Any], argv_uses_json: bool) -> None:
+    """W&B's param file (``{k: {value: v}}`` with its header) and, if used, the args JSON."""
+    import yaml
+
+    os.makedirs(paths.dir, exist_ok=True)
+    body = yaml.safe_dump({k: {"value": v} for k, v in params.items()}, sort_keys=False)
+    with open(paths.param_file, "w", encoding="utf-8") as handle:
+        handle.write("wandb_version: 1\n\n" + body)
+    if argv_uses_json:
+        with open(paths.args_json_file, "w", encoding="utf-8") as handle:
+            json.dump(dict(params), handle)
+
+
+def start(argv: list[str], env: Mapping[str, str], paths: TrialPaths) -> subprocess.Popen:
+    """Start the trial in its own session and process group; stdin closed; output to a file.
+
+    Never ``shell=True``: argv is a list.
+    """
+    os.makedirs(paths.dir, exist_ok=True)
+    with open(paths.output_log, "ab") as log:
+        return subprocess.Popen(
+            argv,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )

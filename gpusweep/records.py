@@ -1,0 +1,167 @@
+"""What a sweep leaves on disk: one memory.yaml per trial and sweep.yaml for the whole sweep.
+
+Records are read-only dataclasses; YAML is written from them here and nowhere else, always
+atomically. GPU fields are None (null) on a machine without a GPU: never invented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpusweep.atomic import write_yaml
+from gpusweep.config import Metric
+from gpusweep.status import TrialStatus
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    name: str | None = None
+    last: float | None = None
+    best: float | None = None
+    reports: int = 0
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    device: str = "cpu"
+    baseline_mb: float | None = None
+    peak_used_mb: float | None = None
+    peak_tree_mb: float | None = None
+    torch_peak_allocated_mb: float | None = None
+    torch_peak_reserved_mb: float | None = None
+    residual_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class CleanupRecord:
+    processes_killed: int = 0
+    escapees_killed: int = 0
+    wait_s: float = 0.0
+    clean: bool = True
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything known about one trial once it has ended (memory.yaml)."""
+
+    run: str
+    params: dict[str, Any]
+    status: TrialStatus
+    exit_code: int | None
+    signal: str | None
+    started: str
+    ended: str
+    duration_s: float
+    metric: MetricSummary = field(default_factory=MetricSummary)
+    gpu: GpuRecord = field(default_factory=GpuRecord)
+    host: HostRecord = field(default_factory=HostRecord)
+    cleanup: CleanupRecord = field(default_factory=CleanupRecord)
+    command: list[str] = field(default_factory=list)
+    error: str | None = None  # last lines of output.log when the trial did not finish
+
+    def row(self) -> dict[str, Any]:
+        """The trial's one-line summary in sweep.yaml."""
+        return {
+            "run": self.run,
+            "params": self.params,
+            "status": self.status.value,
+            "metric": self.metric.best,
+            "duration_s": _round(self.duration_s),
+            "gpu_peak_mb": _round(self.gpu.peak_tree_mb),
+            "host_peak_mb": _round(self.host.peak_rss_mb),
+            "wait_s": _round(self.cleanup.wait_s),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _plain(dataclasses.asdict(self))
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        """Rebuild a record from its memory.yaml / journal form (for --resume)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = TrialStatus(values["status"])
+        for name, sub in (("metric", MetricSummary), ("gpu", GpuRecord),
+                          ("host", HostRecord), ("cleanup", CleanupRecord)):
+            if isinstance(values.get(name), dict):
+                values[name] = sub(**values[name])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SweepHeader:
+    id: str
+    name: str | None
+    config: dict[str, Any]
+    method: str
+    metric: dict[str, Any] | None
+    started: str
+    ended: str | None = None
+    state: str = "running"  # running | finished | interrupted | aborted
+
+
+def write_trial(path: str, record: TrialRecord) -> None:
+    write_yaml(path, record.to_dict())
+
+
+def write_sweep(path: str, header: SweepHeader, records: list[TrialRecord],
+                metric: Metric | None) -> None:
+    """Rewrite sweep.yaml with every trial so far and the totals."""
+    write_yaml(path, {
+        "sweep": _plain(dataclasses.asdict(header)),
+        "trials": [r.row() for r in records],
+        "totals": totals(records, metric),
+    })
+
+
+def totals(records: list[TrialRecord], metric: Metric | None) -> dict[str, Any]:
+    """Counts per status and the best trial by its best metric value."""
+    counts: dict[str, Any] = {"trials": len(records)}
+    for status in TrialStatus:
+        counts[status.value] = sum(1 for r in records if r.status is status)
+    counts["best"] = None
+    best = best_trial(records, metric)
+    if best is not None:
+        counts["best"] = {"run": best.run, "metric": best.metric.best, "params": best.params}
+    return counts
+
+
+def best_trial(records: list[TrialRecord], metric: Metric | None) -> TrialRecord | None:
+    """The trial with the best metric value (W&B's extremum over its history)."""
+    if metric is None:
+        return None
+    best = None
+    for record in records:
+        value = record.metric.best
+        if value is None or not math.isfinite(value):
+            continue
+        if best is None or metric.better(value, best.metric.best):
+            best = record
+    return best
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _plain(value: Any) -> Any:
+    """Plain YAML-safe data: enums to values, tuples to lists, NaN/inf to null."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, TrialStatus):
+        return value.value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value

@@ -1,0 +1,60 @@
+"""How a trial ended, as an enum, and the pure decision that picks it."""
+
+from __future__ import annotations
+
+import signal
+from enum import Enum
+
+
+class TrialStatus(str, Enum):
+    """A trial's outcome. The string values are what the records say."""
+
+    FINISHED = "finished"  # exited 0 on its own
+    FAILED = "failed"  # non-zero exit or killed by a signal we did not send
+    STOPPED_EARLY = "stopped_early"  # Hyperband asked for it to stop
+    TIMEOUT = "timeout"  # ran past isolation.timeout_s
+    KILLED = "killed"  # interrupted by us (Ctrl-C, or the orchestrator died)
+
+
+class StopReason(str, Enum):
+    """Why the orchestrator ended a trial itself."""
+
+    HYPERBAND = "hyperband"
+    TIMEOUT = "timeout"
+    INTERRUPT = "interrupt"
+
+
+_BY_REASON = {
+    StopReason.HYPERBAND: TrialStatus.STOPPED_EARLY,
+    StopReason.TIMEOUT: TrialStatus.TIMEOUT,
+    StopReason.INTERRUPT: TrialStatus.KILLED,
+}
+
+# What W&B's engine is told about each outcome: Hyperband-stopped runs keep their history
+# as finished runs; failed ones count as failed for bayes (worst value).
+ENGINE_STATE = {
+    TrialStatus.FINISHED: "finished",
+    TrialStatus.FAILED: "failed",
+    TrialStatus.STOPPED_EARLY: "finished",
+    TrialStatus.TIMEOUT: "killed",
+    TrialStatus.KILLED: "killed",
+}
+
+
+def classify(returncode: int | None, stop_reason: StopReason | None) -> TrialStatus:
+    """The status of an ended trial from its exit code and why we stopped it (if we did)."""
+    if stop_reason is not None:
+        return _BY_REASON[stop_reason]
+    if returncode == 0:
+        return TrialStatus.FINISHED
+    return TrialStatus.FAILED
+
+
+def signal_name(returncode: int | None) -> str | None:
+    """``SIGSEGV`` for a process ended by signal 11 (Popen reports it as -11)."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"SIG{-returncode}"

@@ -1,0 +1,221 @@
+"""The trial side of gpusweep: what a training program calls from inside its subprocess.
+
+The orchestrator and the trial talk through the environment and files only (no shared
+memory): the launcher sets ``GPUSWEEP_EVENTS`` and the trial appends one JSON line per event
+to that file. Importing this module is cheap on purpose: it imports neither torch nor wandb,
+and only looks at them when the program already has (``sys.modules``), so a trial never pays
+for CUDA or W&B start-up it did not ask for.
+
+Typical use::
+
+    from gpusweep import trial
+
+    def main():
+        with trial.session():           # cleanup in a finally, SIGTERM becomes an exception
+            for epoch in range(epochs):
+                ...
+                trial.report(step=epoch, val_loss=val_loss)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+EVENTS_ENV = "GPUSWEEP_EVENTS"
+TRIAL_DIR_ENV = "GPUSWEEP_TRIAL_DIR"
+TOKEN_ENV = "GPUSWEEP_TRIAL_TOKEN"
+PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"
+
+_MB = 1024.0 * 1024.0
+_lock = threading.Lock()
+_hooks: list[Any] = []  # callables(step, metrics, memory) run after each report (W&B logging)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives inside :func:`session`.
+
+    A subclass of SystemExit so that ``except Exception`` in user code does not swallow it
+    and the ``finally`` blocks still run; the process then exits with 128 + SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(128 + signal.SIGTERM)
+
+
+def params() -> dict[str, Any]:
+    """The trial's parameters as a flat dict, read from W&B's sweep param file.
+
+    Programs that take their parameters from argv (``${args}``) do not need this.
+    """
+    path = os.environ.get(PARAM_PATH_ENV)
+    if not path or not os.path.exists(path):
+        return {}
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    return {k: v["value"] for k, v in data.items() if isinstance(v, dict) and "value" in v}
+
+
+def report(step: int | None = None, **metrics: Any) -> None:
+    """Record metrics for this step; the orchestrator reads them for Hyperband and records.
+
+    Each report also carries the trial's own memory: the torch CUDA peaks since the previous
+    report (when torch is imported and CUDA is initialised) and the process RSS.
+    """
+    memory = _own_memory()
+    event = {"kind": "report", "t": time.time(), "step": step, "metrics": _plain(metrics)}
+    event["memory"] = memory
+    _append_event(event)
+    for hook in list(_hooks):
+        hook(step, event["metrics"], memory)
+
+
+def report_error(exc: BaseException) -> None:
+    """Record the exception that is ending the trial (its type decides OOM vs failure)."""
+    _append_event(
+        {
+            "kind": "error",
+            "t": time.time(),
+            "type": type(exc).__name__,
+            "message": str(exc)[:2000],
+            "memory": _own_memory(reset=False),
+        }
+    )
+
+
+def release_cuda_memory() -> None:
+    """Give back what this process holds on the GPU before it exits.
+
+    gc first (tensors in reference cycles), then the caching allocator's free blocks, then
+    wait for queued kernels, then CUDA IPC handles. Each CUDA step runs only when CUDA was
+    initialised: calling this must never create a CUDA context.
+    """
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None or not _cuda_initialised(torch):
+        return
+    torch.cuda.empty_cache()
+    torch.cuda.synchronize()
+    torch.cuda.ipc_collect()
+
+
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """Wrap a training main so that cleanup runs on success, exception and SIGTERM.
+
+    SIGTERM (the orchestrator's polite stop) is turned into :class:`Terminated` in the main
+    thread so the ``finally`` runs; the exception that ends the trial is reported first so the
+    orchestrator can tell an OOM from any other failure.
+    """
+    previous = _install_sigterm()
+    try:
+        yield
+    except Terminated:
+        raise
+    except BaseException as exc:
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            report_error(exc)
+        raise
+    finally:
+        try:
+            release_cuda_memory()
+        finally:
+            _finish_hooks()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def add_report_hook(hook: Any, on_finish: Any = None) -> None:
+    """Register a callable run after every report (and optionally one run at session end)."""
+    _hooks.append(hook)
+    if on_finish is not None:
+        _finish_callbacks.append(on_finish)
+
+
+_finish_callbacks: list[Any] = []
+
+
+def _finish_hooks() -> None:
+    while _finish_callbacks:
+        _finish_callbacks.pop()()
+
+
+def _install_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, _raise)
+
+
+def _append_event(event: dict[str, Any]) -> None:
+    path = os.environ.get(EVENTS_ENV)
+    if not path:
+        return
+    line = json.dumps(event, default=_json_default) + "\n"
+    with _lock, open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def _own_memory(reset: bool = True) -> dict[str, float | None]:
+    memory: dict[str, float | None] = {"rss_mb": _rss_mb()}
+    torch = sys.modules.get("torch")
+    if torch is not None and _cuda_initialised(torch):
+        memory["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / _MB
+        memory["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / _MB
+        memory["torch_allocated_mb"] = torch.cuda.memory_allocated() / _MB
+        if reset:
+            torch.cuda.reset_peak_memory_stats()
+    return memory
+
+
+def _cuda_initialised(torch: Any) -> bool:
+    cuda = getattr(torch, "cuda", None)
+    return bool(cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized())
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            resident_pages = int(handle.read().split()[1])
+        return resident_pages * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss / _MB
+        except Exception:
+            return None
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as JSON-friendly Python values (tensors and numpy scalars via .item())."""
+    return {key: _to_python(value) for key, value in metrics.items()}
+
+
+def _to_python(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    converted = _to_python(value)
+    return converted if converted is not value else str(value)

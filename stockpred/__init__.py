@@ -1,0 +1,1 @@
+"""stockpred: the CUDA stock-price model that gpusweep's sweeps tune."""
