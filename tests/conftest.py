@@ -1,0 +1,98 @@
+"""Shared helpers: write a sweep file, run tools/sweep.py for real, read what it wrote."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+class SweepRun:
+    """The outcome of one real ``tools/sweep.py`` invocation."""
+
+    def __init__(self, proc: subprocess.CompletedProcess, log_dir: Path) -> None:
+        self.proc = proc
+        self.log_dir = log_dir
+
+    @property
+    def returncode(self) -> int:
+        return self.proc.returncode
+
+    @property
+    def sweep_dir(self) -> Path:
+        dirs = [p for p in self.log_dir.iterdir() if p.is_dir()]
+        assert len(dirs) == 1, dirs
+        return dirs[0]
+
+    @property
+    def sweep(self) -> dict:
+        return yaml.safe_load((self.sweep_dir / "sweep.yaml").read_text())
+
+    def memory(self, run: str) -> dict:
+        return yaml.safe_load((self.sweep_dir / run / "memory.yaml").read_text())
+
+    def memories(self) -> list[dict]:
+        return [self.memory(row["run"]) for row in self.sweep["trials"]]
+
+
+@pytest.fixture
+def write_sweep(tmp_path):
+    def write(config: dict, name: str = "sweep.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_sweep(tmp_path):
+    def run(sweep_file: Path, *extra: str, timeout: float = 120) -> SweepRun:
+        log_dir = tmp_path / "log"
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config", str(sweep_file),
+             "--log-dir", str(log_dir), "--quiet", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return SweepRun(proc, log_dir)
+
+    return run
+
+
+def processes_with_token(tokens: set[str]) -> list[int]:
+    """Pids of live processes carrying one of these trial tokens."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("GPUSWEEP_TRIAL_TOKEN") in tokens:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def journal_tokens(sweep_dir: Path) -> set[str]:
+    import json
+
+    tokens = set()
+    for line in (sweep_dir / "journal.jsonl").read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "start":
+            tokens.add(entry["token"])
+    return tokens
+
+
+def program(name: str) -> str:
+    return os.path.join("tests", "programs", name)

@@ -1,0 +1,155 @@
+"""Sweep-file validation: one message naming the file, the key and what is wrong."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from gpusweep.config import IsolationConfig, load_sweep, parse_sweep
+from gpusweep.errors import BadInput
+
+PROGRAM = "tests/programs/quadratic.py"
+
+
+def base(**changes):
+    config = {
+        "program": PROGRAM,
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [1, 2, 3]}},
+    }
+    config.update(changes)
+    return config
+
+
+def error_of(config) -> BadInput:
+    with pytest.raises(BadInput) as info:
+        parse_sweep(config, "sweep.yaml")
+    return info.value
+
+
+def test_a_valid_sweep_gets_defaults_and_keeps_w_and_b_keys():
+    spec = parse_sweep(base(run_cap=4, isolation={"timeout_s": 30}), "sweep.yaml")
+    assert spec.method == "grid" and spec.run_cap == 4
+    assert spec.isolation.timeout_s == 30.0
+    assert spec.isolation.stop.grace_s == 10.0 and spec.isolation.wait.tolerance_mb == 256
+    assert "isolation" not in spec.engine and spec.engine["run_cap"] == 4
+    assert spec.command == ["${env}", "${interpreter}", "${program}", "${args}"]
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("method: grid\nparameters:\n  x: {values: [1, 2\n")
+    with pytest.raises(BadInput) as info:
+        load_sweep(str(path))
+    assert str(path) in str(info.value) and "line" in info.value.key
+    assert "YAML syntax error" in info.value.message
+
+
+@pytest.mark.parametrize("isolation, key", [
+    ({"timeot_s": 5}, "isolation.timeot_s"),
+    ({"wait": {"tolerance": 5}}, "isolation.wait.tolerance"),
+    ({"stop": {"grace_s": "soon"}}, "isolation.stop.grace_s"),
+    ({"on_dirty": "explode"}, "isolation.on_dirty"),
+    ({"wait": {"min_s": 5, "max_s": 1}}, "isolation.wait.min_s"),
+    ({"monitor": {"hz": 0}}, "isolation.monitor.hz"),
+])
+def test_bad_isolation_keys_are_named(isolation, key):
+    assert error_of(base(isolation=isolation)).key == key
+
+
+def test_unknown_isolation_key_lists_the_known_ones():
+    message = error_of(base(isolation={"timeot_s": 5})).message
+    assert "unknown key" in message and "timeout_s" in message
+
+
+def test_min_greater_than_max_is_named():
+    error = error_of(base(method="random", parameters={"lr": {"min": 0.1, "max": 0.01}}))
+    assert error.key == "parameters.lr" and "min 0.1 must be less than max 0.01" in error.message
+
+
+def test_empty_values_is_named():
+    error = error_of(base(parameters={"x": {"values": []}}))
+    assert error.key == "parameters.x.values"
+
+
+def test_unknown_method():
+    error = error_of(base(method="hyperopt"))
+    assert error.key == "method" and "grid, random, bayes" in error.message
+
+
+def test_bayes_needs_a_metric():
+    config = base(method="bayes", parameters={"lr": {"min": 0.001, "max": 0.1}})
+    del config["metric"]
+    assert error_of(config).key == "metric"
+
+
+def test_hyperband_needs_a_metric():
+    config = base(early_terminate={"type": "hyperband", "min_iter": 1})
+    del config["metric"]
+    error = error_of(config)
+    assert error.key == "metric" and "hyperband" in error.message
+
+
+def test_grid_rejects_continuous_distributions():
+    error = error_of(base(parameters={"lr": {"min": 0.001, "max": 0.1}}))
+    assert error.key == "parameters.lr" and "grid" in error.message
+
+
+def test_missing_program_is_named():
+    error = error_of(base(program="no/such/train.py"))
+    assert error.key == "program" and "not found" in error.message
+
+
+def test_program_not_needed_when_command_does_not_use_it():
+    config = base(command=["${env}", "true", "${args}"])
+    del config["program"]
+    assert parse_sweep(config, "s.yaml").program is None
+
+
+def test_w_and_b_schema_violations_are_reported():
+    error = error_of(base(frobnicate=1))
+    assert "frobnicate" in error.message
+
+
+def test_nothing_is_written_and_no_traceback_on_bad_input(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base(isolation={"timeot_s": 5})))
+    log_dir = tmp_path / "log"
+    proc = subprocess.run(
+        [sys.executable, "tools/sweep.py", "--sweep-config", str(bad), "--log-dir", str(log_dir)],
+        capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "isolation.timeot_s" in proc.stderr and str(bad) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not log_dir.exists()
+
+
+def test_unwritable_log_dir_is_exit_2(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(base()))
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "tools/sweep.py", "--sweep-config", str(good), "--log-dir",
+         str(blocker / "log"), "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--log-dir" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_command_that_cannot_start_is_exit_2(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(base(command=["no-such-binary-xyz", "${args}"])))
+    proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", str(path),
+                           "--log-dir", str(tmp_path / "log")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no-such-binary-xyz" in proc.stderr
+
+
+def test_isolation_defaults_are_the_documented_ones():
+    iso = IsolationConfig()
+    assert (iso.timeout_s, iso.stop.grace_s, iso.on_dirty, iso.monitor.hz) == (
+        None, 10.0, "continue", 10.0)
+    assert (iso.wait.tolerance_mb, iso.wait.min_s, iso.wait.max_s, iso.wait.poll_s) == (
+        256.0, 0.0, 60.0, 0.1)

@@ -1,0 +1,188 @@
+"""End to end through tools/sweep.py: real subprocesses, real signals, real files."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import yaml
+from conftest import ROOT, journal_tokens, processes_with_token, program
+
+pytestmark = pytest.mark.slow
+
+
+def grid(program_name, values, **extra):
+    config = {
+        "program": program(program_name),
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": values}},
+        "isolation": {"stop": {"grace_s": 1}},
+    }
+    config.update(extra)
+    return config
+
+
+def test_grid_sweep_finishes_with_the_right_best_run(write_sweep, run_sweep):
+    result = run_sweep(write_sweep(grid("quadratic.py", [1, 3, 5])))
+    assert result.returncode == 0, result.proc.stderr
+    sweep = result.sweep
+    assert sweep["sweep"]["state"] == "finished"
+    assert sweep["totals"]["trials"] == 3 and sweep["totals"]["finished"] == 3
+    assert sweep["totals"]["best"]["params"] == {"x": 3}
+    assert sweep["totals"]["best"]["metric"] == pytest.approx(1.0 / 3)
+    assert result.proc.stdout.startswith(f"sweep {result.sweep_dir.name} finished: 3 trials")
+    for memory in result.memories():
+        assert memory["status"] == "finished" and memory["exit_code"] == 0
+        assert memory["metric"]["reports"] == 3
+        assert memory["host"]["peak_rss_mb"] > 0
+        assert memory["gpu"]["peak_used_mb"] is None  # no GPU here: null, never invented
+        assert memory["cleanup"] == {"processes_killed": 0, "escapees_killed": 0,
+                                     "wait_s": 0.0, "clean": True}
+        trial_dir = result.sweep_dir / memory["run"]
+        assert (trial_dir / "memory.csv").read_text().startswith("t,rss_mb,gpu_used_mb")
+        assert "epoch 2" in (trial_dir / "output.log").read_text()
+
+
+def test_setsid_escapee_is_found_by_token_and_killed(write_sweep, run_sweep):
+    result = run_sweep(write_sweep(grid("escapee.py", [1])))
+    assert result.returncode == 0, result.proc.stderr
+    (memory,) = result.memories()
+    assert memory["status"] == "finished"
+    assert memory["cleanup"]["escapees_killed"] >= 1 and memory["cleanup"]["clean"]
+    escapee = int((result.sweep_dir / memory["run"] / "escapee.pid").read_text())
+    assert not psutil.pid_exists(escapee) or \
+        psutil.Process(escapee).status() == psutil.STATUS_ZOMBIE
+    assert processes_with_token(journal_tokens(result.sweep_dir)) == []
+
+
+def test_sigterm_ignorer_ends_as_timeout_in_bounded_time(write_sweep, run_sweep):
+    config = grid("ignore_term.py", [1])
+    config["isolation"] = {"timeout_s": 1, "stop": {"grace_s": 1}}
+    started = time.monotonic()
+    result = run_sweep(write_sweep(config))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.proc.stderr
+    (memory,) = result.memories()
+    assert memory["status"] == "timeout" and memory["signal"] == "SIGKILL"
+    assert memory["cleanup"]["processes_killed"] == 1
+    assert memory["duration_s"] < 1 + 1 + 3
+    assert elapsed < 1 + 1 + 15  # python start-up and imports included
+    assert processes_with_token(journal_tokens(result.sweep_dir)) == []
+
+
+def test_segfault_is_failed_with_sigsegv(write_sweep, run_sweep):
+    result = run_sweep(write_sweep(grid("segfault.py", [1])))
+    assert result.returncode == 0
+    (memory,) = result.memories()
+    assert memory["status"] == "failed" and memory["signal"] == "SIGSEGV"
+    assert memory["exit_code"] == -signal.SIGSEGV
+    assert "about to segfault" in memory["error"]
+
+
+def test_hyperband_offline_stops_trials_early(write_sweep, run_sweep):
+    config = grid("quadratic.py", [3, 0, -3, -6], early_terminate={
+        "type": "hyperband", "min_iter": 1, "eta": 2})
+    config["parameters"]["epochs"] = {"value": 6}
+    config["parameters"]["sleep"] = {"value": 0.1}
+    result = run_sweep(write_sweep(config))
+    assert result.returncode == 0, result.proc.stderr
+    statuses = {row["params"]["x"]: row["status"] for row in result.sweep["trials"]}
+    assert statuses[3] == "finished"  # the first and best run sets the bar
+    assert "stopped_early" in statuses.values()
+    for memory in result.memories():
+        if memory["status"] == "stopped_early":
+            # the engine decided from the reported history, before the trial's end
+            assert 1 <= memory["metric"]["reports"] < 6
+
+
+def test_ctrl_c_mid_trial_leaves_no_process_and_a_complete_sweep_yaml(write_sweep, tmp_path):
+    config = grid("sleeper.py", [1, 2])
+    sweep_file = write_sweep(config)
+    log_dir = tmp_path / "log"
+    proc = subprocess.Popen(
+        [sys.executable, "tools/sweep.py", "--sweep-config", str(sweep_file), "--log-dir",
+         str(log_dir), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    events = _wait_for_file(log_dir, "events.jsonl")
+    assert events is not None, "the first trial never reported"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    assert sweep["sweep"]["state"] == "interrupted" and sweep["sweep"]["ended"]
+    assert [row["status"] for row in sweep["trials"]] == ["killed"]
+    assert processes_with_token(journal_tokens(sweep_dir)) == []
+    assert "interrupted" in out
+
+
+def test_resume_after_sigkill_runs_every_grid_point_exactly_once(write_sweep, tmp_path):
+    config = grid("sleeper.py", [1, 2, 3, 4])
+    config["parameters"]["seconds"] = {"value": 1.5}
+    sweep_file = write_sweep(config)
+    log_dir = tmp_path / "log"
+    command = [sys.executable, "tools/sweep.py", "--sweep-config", str(sweep_file),
+               "--log-dir", str(log_dir), "--quiet"]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    (sweep_dir,) = _wait_for_finished_trials(log_dir, 1)
+    proc.kill()  # SIGKILL: no cleanup at all; the running trial lives on in its own session
+    proc.wait()
+    tokens = journal_tokens(sweep_dir)
+    assert processes_with_token(tokens), "the cut-off trial should still be running"
+    resumed = subprocess.run(command + ["--resume", sweep_dir.name], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
+    assert finished == [1, 2, 3, 4]
+    assert [r["status"] for r in sweep["trials"]].count("killed") == 1
+    assert processes_with_token(tokens) == []
+
+
+def test_dry_run_prints_argv_and_writes_nothing(write_sweep, tmp_path):
+    log_dir = tmp_path / "log"
+    proc = subprocess.run(
+        [sys.executable, "tools/sweep.py", "--sweep-config",
+         str(write_sweep(grid("quadratic.py", [1, 2]))), "--log-dir", str(log_dir),
+         "--dry-run"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "trial 1: {'x': 1}" in proc.stdout and "'--x=2'" in proc.stdout
+    assert not log_dir.exists()
+
+
+def test_the_orchestrator_never_imports_torch(write_sweep, tmp_path):
+    sweep_file = write_sweep(grid("quadratic.py", [1]))
+    code = ("import sys; from gpusweep.cli import main; "
+            f"rc = main(['--sweep-config', {str(sweep_file)!r}, '--log-dir', "
+            f"{str(tmp_path / 'log')!r}, '--quiet']); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout
+
+
+def _wait_for_file(log_dir, name, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(log_dir.glob(f"*/*/{name}")) if log_dir.exists() else []
+        if found and found[0].stat().st_size > 0:
+            return found[0]
+        time.sleep(0.05)
+    return None
+
+
+def _wait_for_finished_trials(log_dir, n, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_dir.exists():
+            dirs = [p for p in log_dir.iterdir() if p.is_dir()]
+            if dirs and len(list(dirs[0].glob("*/memory.yaml"))) >= n and \
+                    len([p for p in dirs[0].iterdir() if p.is_dir()]) > n:
+                return dirs
+        time.sleep(0.02)
+    raise AssertionError("trials did not finish in time")
