@@ -49,6 +49,16 @@ class CleanupRecord:
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """Unix times (seconds) of a trial's phases, for the sweep's memory timeline."""
+
+    start: float | None = None  # process started
+    exit: float | None = None  # main process exited (or was stopped)
+    wait_start: float | None = None  # tree ended, the GPU wait began
+    wait_end: float | None = None  # the GPU was clean (or max_s passed)
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """Everything known about one trial once it has ended (memory.yaml)."""
 
@@ -66,6 +76,7 @@ class TrialRecord:
     cleanup: CleanupRecord = field(default_factory=CleanupRecord)
     command: list[str] = field(default_factory=list)
     error: str | None = None  # last lines of output.log when the trial did not finish
+    timeline: Timeline = field(default_factory=Timeline)
 
     def row(self) -> dict[str, Any]:
         """The trial's one-line summary in sweep.yaml."""
@@ -92,7 +103,8 @@ class TrialRecord:
         values = {k: v for k, v in data.items() if k in known}
         values["status"] = TrialStatus(values["status"])
         for name, sub in (("metric", MetricSummary), ("gpu", GpuRecord),
-                          ("host", HostRecord), ("cleanup", CleanupRecord)):
+                          ("host", HostRecord), ("cleanup", CleanupRecord),
+                          ("timeline", Timeline)):
             if isinstance(values.get(name), dict):
                 values[name] = sub(**values[name])
         return cls(**values)

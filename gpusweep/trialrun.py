@@ -29,6 +29,7 @@ from gpusweep.records import (
     GpuRecord,
     HostRecord,
     MetricSummary,
+    Timeline,
     TrialRecord,
 )
 from gpusweep.redact import redact
@@ -69,6 +70,7 @@ class RunningTrial:
         self.started_iso = ""
         self.t_start = 0.0
         self.t_exit: float | None = None
+        self._unix: dict[str, float] = {}  # phase -> unix time, for the record's timeline
         self._tail = EventTail(self.paths.events)
         self._ends: list[EndResult] = []
 
@@ -85,6 +87,7 @@ class RunningTrial:
                                  device=self.device)
         self.started_iso = now_iso()
         self.t_start = time.monotonic()
+        self._unix["start"] = time.time()
         self.popen = launcher.start(self.argv, env, self.paths)
         hz = spec.isolation.monitor.hz
         self.monitor = Monitor(self.popen.pid, self.device, hz, self.paths.memory_csv).start()
@@ -105,6 +108,7 @@ class RunningTrial:
                 pass
         if self.popen.returncode is not None and self.t_exit is None:
             self.t_exit = time.monotonic()
+            self._unix["exit"] = time.time()
         return self.popen.returncode is not None
 
     def read_events(self) -> bool:
@@ -140,10 +144,12 @@ class RunningTrial:
             self.monitor.stop()
         self.read_events()
         gc.collect()
+        self._unix["wait_start"] = time.time()
         trial_pids = {pid for pid, _ in self.monitor.seen}
         for end in self._ends:
             trial_pids.update(end.ended_pids)
         waited = wait_until_clean(self.device, baseline_mb, trial_pids, self.spec.isolation.wait)
+        self._unix["wait_end"] = time.time()
         return self._record(baseline_mb, waited)
 
     def _end_tree(self) -> None:
@@ -191,6 +197,7 @@ class RunningTrial:
             ),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
+            timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
         )
 
     def output_tail(self, lines: int = 15) -> str | None:

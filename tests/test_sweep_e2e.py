@@ -177,12 +177,16 @@ def _wait_for_file(log_dir, name, timeout=30.0):
 
 
 def _wait_for_finished_trials(log_dir, n, timeout=60.0):
+    """Wait until n trials have records and the next one is running (it has reported)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if log_dir.exists():
             dirs = [p for p in log_dir.iterdir() if p.is_dir()]
-            if dirs and len(list(dirs[0].glob("*/memory.yaml"))) >= n and \
-                    len([p for p in dirs[0].iterdir() if p.is_dir()]) > n:
+            trials = [p for p in dirs[0].iterdir() if p.is_dir()] if dirs else []
+            done = [t for t in trials if (t / "memory.yaml").exists()]
+            running = [t for t in trials if not (t / "memory.yaml").exists()
+                       and (t / "events.jsonl").exists()]
+            if len(done) >= n and running:
                 return dirs
         time.sleep(0.02)
     raise AssertionError("trials did not finish in time")
