@@ -15,17 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gpusweep import records as rec
-from gpusweep.atomic import write_yaml
 from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller, RunView
 from gpusweep.device import Device
-from gpusweep.errors import EXIT_GPU_DIRTY, EXIT_INTERRUPTED, EXIT_OK, BadInput, SweepAborted
-from gpusweep.journal import Journal
-from gpusweep.records import SweepHeader, TrialRecord
+from gpusweep.errors import EXIT_GPU_DIRTY, EXIT_INTERRUPTED, EXIT_OK, SweepAborted
+from gpusweep.recorder import SweepRecorder
+from gpusweep.records import CleanupRecord, TrialRecord
 from gpusweep.status import StopReason, TrialStatus
-from gpusweep.trialrun import RunningTrial, engine_view, now_iso
+from gpusweep.trialrun import RunningTrial, now_iso
 
 TICK_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -54,31 +52,46 @@ class SweepRunner:
         self.device = device
         self.display = display
         self.sweep_id = options.resume or new_id()
-        self.sweep_dir = os.path.join(options.log_dir, self.sweep_id)
-        self.journal = Journal(os.path.join(self.sweep_dir, "journal.jsonl"))
+        self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec)
         self.controller = Controller(spec, seed=self.sweep_id)
-        self.records: list[TrialRecord] = []
-        self.histories: dict[str, list[dict[str, Any]]] = {}
         self.rerun: list[dict[str, Any]] = []
         self.running: RunningTrial | None = None
         self.launched = 0
         self.baseline_mb: float | None = None
-        self.header: SweepHeader | None = None
         self._interrupted = False
         self._wall_start = 0.0
 
+    @property
+    def sweep_dir(self) -> str:
+        return self.recorder.dir
+
+    @property
+    def records(self) -> list[TrialRecord]:
+        return self.recorder.records
+
+    @property
+    def wall_s(self) -> float:
+        return time.monotonic() - self._wall_start
+
+    def views(self) -> list[RunView]:
+        views = self.recorder.views()
+        if self.running is not None:
+            views.append(self.running.view())
+        return views
+
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
-        self._prepare_dir()
+        self.recorder.prepare(resume=bool(self.options.resume))
         previous = self._trap_signals()
         self._wall_start = time.monotonic()
         state, code = "finished", EXIT_OK
         try:
             if self.options.resume:
-                self._restore()
+                for entry in self.recorder.restore():
+                    self._close_orphan(entry)
             self.baseline_mb = self.device.used_mb()
             self.display.sweep_started(self)
-            self._write_sweep("running")
+            self.recorder.write_sweep("running")
             while not self._interrupted:
                 params = self._next_params()
                 if params is None:
@@ -93,20 +106,10 @@ class SweepRunner:
             state = "crashed"  # a bug of ours: the trial was still ended and recorded
             raise
         finally:
-            self._write_sweep(state)
+            self.recorder.write_sweep(state)
             self._restore_signals(previous)
             self.display.sweep_ended(self, state)
         return code
-
-    @property
-    def wall_s(self) -> float:
-        return time.monotonic() - self._wall_start
-
-    def views(self) -> list[RunView]:
-        views = [engine_view(r, self.histories.get(r.run, [])) for r in self.records]
-        if self.running is not None:
-            views.append(self.running.view())
-        return views
 
     # -- the loop ----------------------------------------------------------------------------
     def _next_params(self) -> tuple[dict[str, Any], str | None] | None:
@@ -126,13 +129,11 @@ class SweepRunner:
                              device=self.device, project=self.options.project)
         self.running = trial
         self.launched += 1
-        os.makedirs(trial.paths.dir, exist_ok=True)
-        self.journal.append({"event": "start", "run": trial.run_id, "params": params,
-                             "token": trial.token, "t": time.time(), "origin": origin})
+        self.recorder.trial_started(trial, origin)
         reason: StopReason | None = None
         try:
             trial.start(dict(os.environ))
-            self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
+            self.recorder.trial_running(trial)
             self.display.trial_started(self, trial)
             while not trial.exited(TICK_S):
                 if self._interrupted:
@@ -163,12 +164,7 @@ class SweepRunner:
             record = trial.finish(self.baseline_mb)
         finally:
             self.running = None
-        self.records.append(record)
-        self.histories[record.run] = list(trial.events.history)
-        rec.write_trial(trial.paths.memory_yaml, record)
-        self.journal.append({"event": "end", "run": record.run, "record": record.to_dict(),
-                             "history": self.histories[record.run]})
-        self._write_sweep("running")
+        self.recorder.trial_ended(record, trial.events.history)
         self.display.trial_ended(self, record)
         if not record.cleanup.clean and self.spec.isolation.on_dirty == "abort":
             raise SweepAborted(
@@ -176,73 +172,21 @@ class SweepRunner:
                 f"{record.gpu.residual_mb} MB after {record.cleanup.wait_s} s); "
                 "on_dirty is abort", EXIT_GPU_DIRTY)
 
-    # -- sweep dir, records, resume -------------------------------------------------------
-    def _prepare_dir(self) -> None:
-        """Create the sweep dir (or check the resumed one) and prove it is writable."""
-        if self.options.resume and not os.path.isdir(self.sweep_dir):
-            raise BadInput(self.sweep_dir, "--resume", "no such sweep directory")
-        try:
-            os.makedirs(self.sweep_dir, exist_ok=True)
-            probe = os.path.join(self.sweep_dir, ".write-test")
-            with open(probe, "w", encoding="utf-8") as handle:
-                handle.write("ok")
-            os.unlink(probe)
-        except OSError as exc:
-            raise BadInput(self.options.log_dir, "--log-dir",
-                           f"not writable: {exc.strerror or exc}") from None
-        if not self.options.resume:
-            write_yaml(os.path.join(self.sweep_dir, "config.yaml"), self.spec.raw)
-        self.header = SweepHeader(
-            id=self.sweep_id, name=self.spec.name, config=self.spec.raw,
-            method=self.spec.method,
-            metric=None if self.spec.metric is None else
-            {"name": self.spec.metric.name, "goal": self.spec.metric.goal},
-            started=now_iso())
-
-    def _restore(self) -> None:
-        """Rebuild the run list from the journal; end and re-run what was cut off."""
-        started: dict[str, dict[str, Any]] = {}
-        for entry in self.journal.read():
-            run = entry.get("run")
-            if entry["event"] == "start":
-                started[run] = dict(entry)
-            elif entry["event"] == "pid" and run in started:
-                started[run]["pgid"] = entry.get("pgid")
-            elif entry["event"] == "end" and isinstance(entry.get("record"), dict):
-                started.pop(run, None)
-                self.records.append(TrialRecord.from_dict(entry["record"]))
-                self.histories[run] = entry.get("history") or []
-        for run, entry in started.items():
-            self._close_orphan(run, entry)
-
-    def _close_orphan(self, run: str, entry: dict[str, Any]) -> None:
+    def _close_orphan(self, entry: dict[str, Any]) -> None:
         """A trial that was running when the orchestrator died: end it, record it killed."""
         ended = end_tree(entry.get("pgid"), entry.get("token"), (),
                          self.spec.isolation.stop.grace_s)
         gc.collect()
         record = TrialRecord(
-            run=run, params=entry.get("params") or {}, status=TrialStatus.KILLED,
+            run=entry["run"], params=entry.get("params") or {}, status=TrialStatus.KILLED,
             exit_code=None, signal=None, started="", ended=now_iso(), duration_s=0.0,
-            cleanup=rec.CleanupRecord(processes_killed=ended.processes_killed,
-                                      escapees_killed=ended.escapees_killed,
-                                      wait_s=0.0, clean=not ended.leftover),
+            cleanup=CleanupRecord(processes_killed=ended.processes_killed,
+                                  escapees_killed=ended.escapees_killed,
+                                  wait_s=0.0, clean=not ended.leftover),
             error="the orchestrator stopped while this trial ran; re-run under a new id")
-        self.records.append(record)
-        self.histories[run] = []
-        trial_dir = os.path.join(self.sweep_dir, run)
-        os.makedirs(trial_dir, exist_ok=True)
-        rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
-        self.journal.append({"event": "end", "run": run, "record": record.to_dict(),
-                             "history": []})
+        self.recorder.trial_ended(record, [])
         if entry.get("origin") != "rerun":
             self.rerun.append(record.params)
-
-    def _write_sweep(self, state: str) -> None:
-        assert self.header is not None
-        ended = None if state == "running" else now_iso()
-        self.header = SweepHeader(**{**self.header.__dict__, "state": state, "ended": ended})
-        rec.write_sweep(os.path.join(self.sweep_dir, "sweep.yaml"), self.header, self.records,
-                        self.spec.metric)
 
     # -- signals ----------------------------------------------------------------------------
     def _trap_signals(self) -> dict[int, Any]:

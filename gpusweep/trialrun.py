@@ -33,7 +33,7 @@ from gpusweep.records import (
     TrialRecord,
 )
 from gpusweep.redact import redact
-from gpusweep.status import ENGINE_STATE, StopReason, TrialStatus, classify, signal_name
+from gpusweep.status import StopReason, TrialStatus, classify, signal_name
 
 
 def now_iso() -> str:
@@ -212,11 +212,6 @@ class RunningTrial:
             return None
         tail = "\n".join(text.rstrip().splitlines()[-lines:])
         return redact(tail) or None
-
-
-def engine_view(record: TrialRecord, history: list[dict[str, Any]]) -> RunView:
-    """The engine's view of an ended trial."""
-    return RunView(record.run, record.params, ENGINE_STATE[record.status], history)
 
 
 def _r(value: float | None) -> float | None:

@@ -1,0 +1,101 @@
+"""The sweep directory: its config copy, journal, one memory.yaml per trial, and sweep.yaml.
+
+Every way of running trials (the local engine loop, W&B cloud sweeps) records through this
+one object, so the records look the same whoever proposed the params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+from gpusweep import records as rec
+from gpusweep.atomic import write_yaml
+from gpusweep.config import SweepSpec
+from gpusweep.controller import RunView
+from gpusweep.errors import BadInput
+from gpusweep.journal import Journal
+from gpusweep.records import SweepHeader, TrialRecord
+from gpusweep.status import ENGINE_STATE
+from gpusweep.trialrun import RunningTrial, now_iso
+
+
+class SweepRecorder:
+    """Owns ``<log-dir>/<sweep-id>/`` and the list of ended trials."""
+
+    def __init__(self, log_dir: str, sweep_id: str, spec: SweepSpec) -> None:
+        self.log_dir = log_dir
+        self.sweep_id = sweep_id
+        self.spec = spec
+        self.dir = os.path.join(log_dir, sweep_id)
+        self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
+        self.records: list[TrialRecord] = []
+        self.histories: dict[str, list[dict[str, Any]]] = {}
+        self.header = SweepHeader(
+            id=sweep_id, name=spec.name, config=spec.raw, method=spec.method,
+            metric=None if spec.metric is None else
+            {"name": spec.metric.name, "goal": spec.metric.goal},
+            started=now_iso())
+
+    def prepare(self, resume: bool) -> None:
+        """Create the sweep dir (or check the resumed one) and prove it is writable."""
+        if resume and not os.path.isdir(self.dir):
+            raise BadInput(self.dir, "--resume", "no such sweep directory")
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            probe = os.path.join(self.dir, ".write-test")
+            with open(probe, "w", encoding="utf-8") as handle:
+                handle.write("ok")
+            os.unlink(probe)
+        except OSError as exc:
+            raise BadInput(self.log_dir, "--log-dir",
+                           f"not writable: {exc.strerror or exc}") from None
+        if not resume:
+            write_yaml(os.path.join(self.dir, "config.yaml"), self.spec.raw)
+
+    def views(self) -> list[RunView]:
+        """The engine's view of every ended trial."""
+        return [RunView(r.run, r.params, ENGINE_STATE[r.status], self.histories.get(r.run, []))
+                for r in self.records]
+
+    def trial_started(self, trial: RunningTrial, origin: str | None = None) -> None:
+        os.makedirs(trial.paths.dir, exist_ok=True)
+        self.journal.append({"event": "start", "run": trial.run_id, "params": trial.params,
+                             "token": trial.token, "t": time.time(), "origin": origin})
+
+    def trial_running(self, trial: RunningTrial) -> None:
+        self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
+
+    def trial_ended(self, record: TrialRecord, history: list[dict[str, Any]]) -> None:
+        """memory.yaml, the journal's end line, and sweep.yaml, in that order."""
+        self.records.append(record)
+        self.histories[record.run] = list(history)
+        trial_dir = os.path.join(self.dir, record.run)
+        os.makedirs(trial_dir, exist_ok=True)
+        rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
+        self.journal.append({"event": "end", "run": record.run, "record": record.to_dict(),
+                             "history": self.histories[record.run]})
+        self.write_sweep("running")
+
+    def restore(self) -> list[dict[str, Any]]:
+        """Load ended trials from the journal; return the start entries that never ended."""
+        started: dict[str, dict[str, Any]] = {}
+        for entry in self.journal.read():
+            run = entry.get("run")
+            if entry["event"] == "start":
+                started[run] = dict(entry)
+            elif entry["event"] == "pid" and run in started:
+                started[run]["pgid"] = entry.get("pgid")
+            elif entry["event"] == "end" and isinstance(entry.get("record"), dict):
+                started.pop(run, None)
+                self.records.append(TrialRecord.from_dict(entry["record"]))
+                self.histories[run] = entry.get("history") or []
+        return list(started.values())
+
+    def write_sweep(self, state: str) -> None:
+        ended = None if state == "running" else now_iso()
+        self.header = dataclasses.replace(self.header, state=state, ended=ended)
+        rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
+                        self.spec.metric)
