@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="validate and print the first trials' params and argv, run nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--project", metavar="NAME", help="W&B project of the trial runs")
+    parser.add_argument("--profile-leaks", action="store_true",
+                        help="run trials with tracemalloc; top growing lines in leaks.txt")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
@@ -112,7 +114,8 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.runner import SweepOptions, SweepRunner
 
     options = SweepOptions(log_dir=args.log_dir, count=args.count, resume=args.resume,
-                           project=args.project or spec.project)
+                           project=args.project or spec.project,
+                           profile_leaks=args.profile_leaks)
     display = QuietDisplay() if args.quiet else LiveDisplay()
     runner = SweepRunner(spec, options, default_device(), display)
     return runner.run()

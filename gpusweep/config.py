@@ -78,17 +78,82 @@ class MonitorConfig:
 
 
 @dataclass(frozen=True)
+class OomConfig:
+    """CUDA OOM back-off: run the same params again with ``key`` times ``factor``."""
+
+    retry: bool = False
+    key: str = "batch_size"  # may be dotted (train.batch_size)
+    factor: float = 0.5
+    min: int = 1
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.factor < 1:
+            raise ConfigError("factor", f"must be between 0 and 1, got {self.factor}")
+        _positive("min", self.min)
+        _positive("max_retries", self.max_retries, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Host-memory guards that stop a trial before the kernel's OOM killer picks a victim."""
+
+    rss_mb: float | None = None  # the trial tree's summed RSS
+    min_available_mb: float = 512.0  # the machine's available memory
+
+    def __post_init__(self) -> None:
+        _positive("rss_mb", self.rss_mb)
+        _positive("min_available_mb", self.min_available_mb, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class LeakConfig:
+    """Slope of memory per report step above which a leak is suspected."""
+
+    warmup_steps: int = 2
+    min_points: int = 4
+    rss_mb_per_step: float = 1.0
+    gpu_mb_per_step: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        if self.min_points < 2:
+            raise ConfigError("min_points", f"must be at least 2, got {self.min_points}")
+        _positive("rss_mb_per_step", self.rss_mb_per_step)
+        _positive("gpu_mb_per_step", self.gpu_mb_per_step)
+
+
+@dataclass(frozen=True)
+class FlappingConfig:
+    """Stop the sweep when its first trials all fail fast (a broken environment)."""
+
+    enabled: bool = True
+    max_failures: int = 5
+    window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive("max_failures", self.max_failures)
+        _positive("window_s", self.window_s)
+
+
+@dataclass(frozen=True)
 class IsolationConfig:
     """Our ``isolation:`` block; stripped before W&B's engine sees the sweep."""
 
     timeout_s: float | None = None
+    stall_s: float | None = None  # no report and no CPU for this long: stalled
     stop: StopConfig = field(default_factory=StopConfig)
     wait: WaitConfig = field(default_factory=WaitConfig)
     on_dirty: Literal["continue", "abort"] = "continue"
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    oom: OomConfig = field(default_factory=OomConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    leak: LeakConfig = field(default_factory=LeakConfig)
+    flapping: FlappingConfig = field(default_factory=FlappingConfig)
 
     def __post_init__(self) -> None:
         _positive("timeout_s", self.timeout_s)
+        _positive("stall_s", self.stall_s)
 
 
 @dataclass(frozen=True)

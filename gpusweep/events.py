@@ -50,9 +50,10 @@ class TrialEvents:
     metric_values: list[float] = field(default_factory=list)
     torch_peak_allocated_mb: float | None = None
     torch_peak_reserved_mb: float | None = None
-    rss_reported_mb: list[float] = field(default_factory=list)
+    report_memory: list[dict[str, Any]] = field(default_factory=list)  # memory of each report
     errors: list[dict[str, Any]] = field(default_factory=list)
-    last_report_t: float | None = None
+    stackdump_pids: set[int] = field(default_factory=set)  # processes that dump on SIGUSR1
+    reports: int = 0
 
     def add(self, event: dict[str, Any]) -> bool:
         """Take one event; True when it brought a new value of the sweep's metric."""
@@ -61,14 +62,17 @@ class TrialEvents:
                                             memory.get("torch_peak_allocated_mb"))
         self.torch_peak_reserved_mb = _max(self.torch_peak_reserved_mb,
                                            memory.get("torch_peak_reserved_mb"))
-        if event.get("kind") == "error":
+        kind = event.get("kind")
+        if kind == "error":
             self.errors.append(event)
             return False
-        if event.get("kind") != "report":
+        if kind == "stackdump" and isinstance(event.get("pid"), int):
+            self.stackdump_pids.add(event["pid"])
             return False
-        self.last_report_t = event.get("t")
-        if isinstance(memory.get("rss_mb"), (int, float)):
-            self.rss_reported_mb.append(float(memory["rss_mb"]))
+        if kind != "report":
+            return False
+        self.reports += 1
+        self.report_memory.append(memory)
         metrics = event.get("metrics") or {}
         self.history.append(metrics)
         value = metrics.get(self.metric_name) if self.metric_name else None

@@ -28,6 +28,7 @@ class Sample:
     gpu_tree_mb: float | None
     cpu_s: float  # CPU seconds the tree has used so far (user + system)
     processes: int
+    available_mb: float | None = None  # the machine's available memory
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Peaks:
     rss_mb: float | None
     gpu_used_mb: float | None
     gpu_tree_mb: float | None
+    min_available_mb: float | None = None
 
 
 def _max(current: float | None, value: float | None) -> float | None:
@@ -115,6 +117,7 @@ class Monitor:
                 continue
             alive_cpu[proc.pid] = used
             cpu += used
+        available = psutil.virtual_memory().available / _MB
         gpu_used = self._device.used_mb()
         gpu_tree = None
         if self._device.is_gpu:
@@ -126,11 +129,13 @@ class Monitor:
                                      if pid not in alive_cpu)
             self._cpu_last = alive_cpu
             sample = Sample(time.monotonic() - self._start, rss, gpu_used, gpu_tree,
-                            self._cpu_of_gone + cpu, len(alive_cpu))
+                            self._cpu_of_gone + cpu, len(alive_cpu), available)
             self.last = sample
+            low = self._peaks.min_available_mb
             self._peaks = Peaks(_max(self._peaks.rss_mb, rss if alive_cpu else None),
                                 _max(self._peaks.gpu_used_mb, gpu_used),
-                                _max(self._peaks.gpu_tree_mb, gpu_tree))
+                                _max(self._peaks.gpu_tree_mb, gpu_tree),
+                                available if low is None else min(low, available))
             if self._csv:
                 self._csv.write(f"{sample.t:.3f},{rss:.1f},{_fmt(gpu_used)},{_fmt(gpu_tree)}\n")
         return sample

@@ -6,16 +6,18 @@ one object, so the records look the same whoever proposed the params.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from gpusweep import records as rec
 from gpusweep.atomic import write_yaml
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
-from gpusweep.errors import BadInput
+from gpusweep.errors import EXIT_RECORDS, BadInput, SweepAborted
 from gpusweep.journal import Journal
 from gpusweep.records import SweepHeader, TrialRecord
 from gpusweep.status import ENGINE_STATE
@@ -61,23 +63,37 @@ class SweepRecorder:
                 for r in self.records]
 
     def trial_started(self, trial: RunningTrial, origin: str | None = None) -> None:
-        os.makedirs(trial.paths.dir, exist_ok=True)
-        self.journal.append({"event": "start", "run": trial.run_id, "params": trial.params,
-                             "token": trial.token, "t": time.time(), "origin": origin})
+        with self._writing():
+            os.makedirs(trial.paths.dir, exist_ok=True)
+            self.journal.append({"event": "start", "run": trial.run_id, "params": trial.params,
+                                 "token": trial.token, "t": time.time(), "origin": origin})
 
     def trial_running(self, trial: RunningTrial) -> None:
-        self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
+        with self._writing():
+            self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
 
     def trial_ended(self, record: TrialRecord, history: list[dict[str, Any]]) -> None:
         """memory.yaml, the journal's end line, and sweep.yaml, in that order."""
         self.records.append(record)
         self.histories[record.run] = list(history)
         trial_dir = os.path.join(self.dir, record.run)
-        os.makedirs(trial_dir, exist_ok=True)
-        rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
-        self.journal.append({"event": "end", "run": record.run, "record": record.to_dict(),
-                             "history": self.histories[record.run]})
+        with self._writing():
+            os.makedirs(trial_dir, exist_ok=True)
+            rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
+            self.journal.append({"event": "end", "run": record.run,
+                                 "record": record.to_dict(),
+                                 "history": self.histories[record.run]})
         self.write_sweep("running")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A record that cannot be written (disk full, dir removed) stops the sweep cleanly;
+        what was written before stays valid, since every write is atomic."""
+        try:
+            yield
+        except OSError as exc:
+            raise SweepAborted(f"error: cannot write the sweep's records in {self.dir}: "
+                               f"{exc.strerror or exc}; sweep stopped", EXIT_RECORDS) from None
 
     def restore(self) -> list[dict[str, Any]]:
         """Load ended trials from the journal; return the start entries that never ended."""
@@ -97,5 +113,6 @@ class SweepRecorder:
     def write_sweep(self, state: str) -> None:
         ended = None if state == "running" else now_iso()
         self.header = dataclasses.replace(self.header, state=state, ended=ended)
-        rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
-                        self.spec.metric)
+        with self._writing():
+            rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
+                            self.spec.metric)

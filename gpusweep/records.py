@@ -37,7 +37,17 @@ class GpuRecord:
 
 @dataclass(frozen=True)
 class HostRecord:
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # summed RSS of the trial's whole process tree
+    min_available_mb: float | None = None  # the machine's lowest available memory meanwhile
+
+
+@dataclass(frozen=True)
+class LeakRecord:
+    """Slopes of the trial's own memory per report step, past the warm-up."""
+
+    rss_mb_per_step: float | None = None
+    gpu_mb_per_step: float | None = None
+    suspected: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,17 +80,21 @@ class TrialRecord:
     started: str
     ended: str
     duration_s: float
+    retry_of: str | None = None  # the OOM trial whose params this one retried, smaller
+    reason: str | None = None  # why we stopped it, in words (limit passed, stall, ...)
+    oom_line: str | None = None  # the line that showed a CUDA OOM
     metric: MetricSummary = field(default_factory=MetricSummary)
     gpu: GpuRecord = field(default_factory=GpuRecord)
     host: HostRecord = field(default_factory=HostRecord)
     cleanup: CleanupRecord = field(default_factory=CleanupRecord)
+    leak: LeakRecord = field(default_factory=LeakRecord)
     command: list[str] = field(default_factory=list)
     error: str | None = None  # last lines of output.log when the trial did not finish
     timeline: Timeline = field(default_factory=Timeline)
 
     def row(self) -> dict[str, Any]:
         """The trial's one-line summary in sweep.yaml."""
-        return {
+        row = {
             "run": self.run,
             "params": self.params,
             "status": self.status.value,
@@ -90,6 +104,9 @@ class TrialRecord:
             "host_peak_mb": _round(self.host.peak_rss_mb),
             "wait_s": _round(self.cleanup.wait_s),
         }
+        if self.retry_of:
+            row["retry_of"] = self.retry_of
+        return row
 
     def to_dict(self) -> dict[str, Any]:
         data = _plain(dataclasses.asdict(self))
@@ -104,7 +121,7 @@ class TrialRecord:
         values["status"] = TrialStatus(values["status"])
         for name, sub in (("metric", MetricSummary), ("gpu", GpuRecord),
                           ("host", HostRecord), ("cleanup", CleanupRecord),
-                          ("timeline", Timeline)):
+                          ("leak", LeakRecord), ("timeline", Timeline)):
             if isinstance(values.get(name), dict):
                 values[name] = sub(**values[name])
         return cls(**values)

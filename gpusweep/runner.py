@@ -19,7 +19,16 @@ from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller, RunView
 from gpusweep.device import Device
-from gpusweep.errors import EXIT_GPU_DIRTY, EXIT_INTERRUPTED, EXIT_OK, SweepAborted
+from gpusweep.errors import (
+    EXIT_FLAPPING,
+    EXIT_GPU_DIRTY,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    SweepAborted,
+)
+from gpusweep.flapping import is_flapping
+from gpusweep.lock import SweepLock
+from gpusweep.oom import backoff_params
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import CleanupRecord, TrialRecord
 from gpusweep.status import StopReason, TrialStatus
@@ -40,6 +49,17 @@ class SweepOptions:
     count: int | None = None
     resume: str | None = None
     project: str | None = None
+    profile_leaks: bool = False
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A trial to run before asking the engine: a re-run after a crash, or an OOM retry."""
+
+    params: dict[str, Any]
+    origin: str | None = None  # "rerun" | "oom-retry"
+    retry_of: str | None = None
+    depth: int = 0  # how many OOM retries led to this one
 
 
 class SweepRunner:
@@ -54,12 +74,16 @@ class SweepRunner:
         self.sweep_id = options.resume or new_id()
         self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec)
         self.controller = Controller(spec, seed=self.sweep_id)
-        self.rerun: list[dict[str, Any]] = []
+        self.pending: list[Pending] = []
+        self.retry_depth: dict[str, int] = {}
         self.running: RunningTrial | None = None
         self.launched = 0
         self.baseline_mb: float | None = None
         self._interrupted = False
         self._wall_start = 0.0
+        self._started_unix = 0.0
+        self._lock = SweepLock(self.recorder.dir)
+        self._ended_here: list[tuple[TrialStatus, float]] = []
 
     @property
     def sweep_dir(self) -> str:
@@ -82,8 +106,9 @@ class SweepRunner:
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
         self.recorder.prepare(resume=bool(self.options.resume))
+        self._lock.acquire()
         previous = self._trap_signals()
-        self._wall_start = time.monotonic()
+        self._wall_start, self._started_unix = time.monotonic(), time.time()
         state, code = "finished", EXIT_OK
         try:
             if self.options.resume:
@@ -93,10 +118,10 @@ class SweepRunner:
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
             while not self._interrupted:
-                params = self._next_params()
-                if params is None:
+                pending = self._next_trial()
+                if pending is None:
                     break
-                self._run_trial(*params)
+                self._run_trial(pending)
             if self._interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
         except SweepAborted as exc:
@@ -106,30 +131,36 @@ class SweepRunner:
             state = "crashed"  # a bug of ours: the trial was still ended and recorded
             raise
         finally:
-            self.recorder.write_sweep(state)
+            try:
+                self.recorder.write_sweep(state)
+            except SweepAborted:
+                pass  # the records cannot be written; those written before stay valid
             self._restore_signals(previous)
+            self._lock.release()
             self.display.sweep_ended(self, state)
         return code
 
     # -- the loop ----------------------------------------------------------------------------
-    def _next_params(self) -> tuple[dict[str, Any], str | None] | None:
-        """The next trial's params (a re-run first), or None when the sweep is over."""
+    def _next_trial(self) -> Pending | None:
+        """The next trial (re-runs and OOM retries first), or None when the sweep is over."""
         if self.options.count is not None and self.launched >= self.options.count:
             return None
         if self.spec.run_cap is not None and len(self.records) >= self.spec.run_cap:
             return None
-        if self.rerun:
-            return self.rerun.pop(0), "rerun"
+        if self.pending:
+            return self.pending.pop(0)
         params = self.controller.propose(self.views())
-        return None if params is None else (params, None)
+        return None if params is None else Pending(params)
 
-    def _run_trial(self, params: dict[str, Any], origin: str | None) -> None:
-        trial = RunningTrial(run_id=new_id(), params=params, spec=self.spec,
+    def _run_trial(self, pending: Pending) -> None:
+        trial = RunningTrial(run_id=new_id(), params=pending.params, spec=self.spec,
                              sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=self.device, project=self.options.project)
+                             device=self.device, project=self.options.project,
+                             retry_of=pending.retry_of, extra_env=self._trial_env())
         self.running = trial
         self.launched += 1
-        self.recorder.trial_started(trial, origin)
+        self.retry_depth[trial.run_id] = pending.depth
+        self.recorder.trial_started(trial, pending.origin)
         reason: StopReason | None = None
         try:
             trial.start(dict(os.environ))
@@ -149,15 +180,27 @@ class SweepRunner:
         finally:
             self._finish(trial, reason)
 
+    def _trial_env(self) -> dict[str, str]:
+        env = {"GPUSWEEP_LEAK_WARMUP": str(self.spec.isolation.leak.warmup_steps)}
+        if self.options.profile_leaks:
+            env["GPUSWEEP_PROFILE_LEAKS"] = "1"
+        return env
+
     def _watch(self, trial: RunningTrial) -> None:
-        """Read the trial's events; stop it if Hyperband says so or its time is up."""
+        """Read the trial's events; stop it for Hyperband, time, host memory or a stall."""
         if trial.read_events() and trial.run_id in self.controller.to_stop(self.views()):
             trial.stop(StopReason.HYPERBAND)
         elif trial.timed_out():
-            trial.stop(StopReason.TIMEOUT)
+            trial.stop(StopReason.TIMEOUT, f"ran past isolation.timeout_s "
+                       f"{self.spec.isolation.timeout_s:g} s")
+        elif verdict := trial.guard():
+            reason, text = verdict
+            if reason is StopReason.STALL:
+                trial.dump_stacks()
+            trial.stop(reason, text)
 
     def _finish(self, trial: RunningTrial, reason: StopReason | None) -> None:
-        """The finally of every trial: stop, clean, wait, record; abort if the GPU stays dirty."""
+        """The finally of every trial: stop, clean, wait, record; then the sweep's guards."""
         if reason is not None:
             trial.stop(reason)
         try:
@@ -166,11 +209,31 @@ class SweepRunner:
             self.running = None
         self.recorder.trial_ended(record, trial.events.history)
         self.display.trial_ended(self, record)
+        self._ended_here.append((record.status, time.time() - self._started_unix))
+        if record.status is TrialStatus.OOM:
+            self._queue_oom_retry(record)
         if not record.cleanup.clean and self.spec.isolation.on_dirty == "abort":
             raise SweepAborted(
                 f"GPU did not come back clean after {record.run} (residual "
                 f"{record.gpu.residual_mb} MB after {record.cleanup.wait_s} s); "
                 "on_dirty is abort", EXIT_GPU_DIRTY)
+        flapping = self.spec.isolation.flapping
+        if is_flapping(self._ended_here, flapping):
+            raise SweepAborted(
+                f"error: the first {len(self._ended_here)} trials all failed within "
+                f"{flapping.window_s:g} s: the environment looks broken, sweep stopped "
+                f"(isolation.flapping). Last trial {record.run} ended with:\n"
+                f"{record.error or '(no output)'}", EXIT_FLAPPING)
+
+    def _queue_oom_retry(self, record: TrialRecord) -> None:
+        """Run the same params again with a smaller batch, up to ``max_retries`` times."""
+        config = self.spec.isolation.oom
+        depth = self.retry_depth.get(record.run, 0)
+        if not config.retry or depth >= config.max_retries:
+            return
+        params = backoff_params(record.params, config)
+        if params is not None:
+            self.pending.insert(0, Pending(params, "oom-retry", record.run, depth + 1))
 
     def _close_orphan(self, entry: dict[str, Any]) -> None:
         """A trial that was running when the orchestrator died: end it, record it killed."""
@@ -186,7 +249,7 @@ class SweepRunner:
             error="the orchestrator stopped while this trial ran; re-run under a new id")
         self.recorder.trial_ended(record, [])
         if entry.get("origin") != "rerun":
-            self.rerun.append(record.params)
+            self.pending.append(Pending(record.params, "rerun"))
 
     # -- signals ----------------------------------------------------------------------------
     def _trap_signals(self) -> dict[int, Any]:

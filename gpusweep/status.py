@@ -14,6 +14,9 @@ class TrialStatus(str, Enum):
     STOPPED_EARLY = "stopped_early"  # Hyperband asked for it to stop
     TIMEOUT = "timeout"  # ran past isolation.timeout_s
     KILLED = "killed"  # interrupted by us (Ctrl-C, or the orchestrator died)
+    OOM = "oom"  # CUDA out of memory
+    HOST_OOM = "host_oom"  # host RAM: our limit, the machine's margin, or the OOM killer
+    STALLED = "stalled"  # no report and no CPU for isolation.stall_s
 
 
 class StopReason(str, Enum):
@@ -22,12 +25,16 @@ class StopReason(str, Enum):
     HYPERBAND = "hyperband"
     TIMEOUT = "timeout"
     INTERRUPT = "interrupt"
+    HOST_MEMORY = "host_memory"
+    STALL = "stall"
 
 
 _BY_REASON = {
     StopReason.HYPERBAND: TrialStatus.STOPPED_EARLY,
     StopReason.TIMEOUT: TrialStatus.TIMEOUT,
     StopReason.INTERRUPT: TrialStatus.KILLED,
+    StopReason.HOST_MEMORY: TrialStatus.HOST_OOM,
+    StopReason.STALL: TrialStatus.STALLED,
 }
 
 # What W&B's engine is told about each outcome: Hyperband-stopped runs keep their history
@@ -38,15 +45,32 @@ ENGINE_STATE = {
     TrialStatus.STOPPED_EARLY: "finished",
     TrialStatus.TIMEOUT: "killed",
     TrialStatus.KILLED: "killed",
+    TrialStatus.OOM: "failed",
+    TrialStatus.HOST_OOM: "failed",
+    TrialStatus.STALLED: "failed",
 }
 
 
-def classify(returncode: int | None, stop_reason: StopReason | None) -> TrialStatus:
-    """The status of an ended trial from its exit code and why we stopped it (if we did)."""
+def classify(
+    returncode: int | None,
+    stop_reason: StopReason | None,
+    cuda_oom: bool = False,
+    oom_killer: bool = False,
+) -> TrialStatus:
+    """The status of an ended trial.
+
+    Our own reason for stopping it wins; then a clean exit; then what the failure was: a CUDA
+    OOM (from its events or output), the kernel's OOM killer (a SIGKILL we did not send, with
+    host memory nearly gone), or any other failure.
+    """
     if stop_reason is not None:
         return _BY_REASON[stop_reason]
     if returncode == 0:
         return TrialStatus.FINISHED
+    if cuda_oom:
+        return TrialStatus.OOM
+    if oom_killer:
+        return TrialStatus.HOST_OOM
     return TrialStatus.FAILED
 
 

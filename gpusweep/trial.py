@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
 import signal
 import sys
@@ -30,14 +29,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from gpusweep.bootstrap import _gpusweep_child as _child
+
 EVENTS_ENV = "GPUSWEEP_EVENTS"
 TRIAL_DIR_ENV = "GPUSWEEP_TRIAL_DIR"
 TOKEN_ENV = "GPUSWEEP_TRIAL_TOKEN"
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"
 
 _MB = 1024.0 * 1024.0
-_lock = threading.Lock()
 _hooks: list[Any] = []  # callables(step, metrics, memory) run after each report (W&B logging)
+_reports = 0
+
+if os.environ.get(EVENTS_ENV):  # inside an orchestrated trial: stack dumps, leak profiling
+    _child.install_stack_dump()
+    _child.start_leak_profile()
 
 
 class Terminated(SystemExit):
@@ -72,17 +77,20 @@ def report(step: int | None = None, **metrics: Any) -> None:
     Each report also carries the trial's own memory: the torch CUDA peaks since the previous
     report (when torch is imported and CUDA is initialised) and the process RSS.
     """
+    global _reports
     memory = _own_memory()
     event = {"kind": "report", "t": time.time(), "step": step, "metrics": _plain(metrics)}
     event["memory"] = memory
-    _append_event(event)
+    _child.append_event(event)
     for hook in list(_hooks):
         hook(step, event["metrics"], memory)
+    _child.leak_checkpoint(_reports)
+    _reports += 1
 
 
 def report_error(exc: BaseException) -> None:
     """Record the exception that is ending the trial (its type decides OOM vs failure)."""
-    _append_event(
+    _child.append_event(
         {
             "kind": "error",
             "t": time.time(),
@@ -130,6 +138,7 @@ def session() -> Iterator[None]:
         try:
             release_cuda_memory()
         finally:
+            _child.write_leak_report()
             _finish_hooks()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -158,16 +167,6 @@ def _install_sigterm() -> Any:
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, _raise)
-
-
-def _append_event(event: dict[str, Any]) -> None:
-    path = os.environ.get(EVENTS_ENV)
-    if not path:
-        return
-    line = json.dumps(event, default=_json_default) + "\n"
-    with _lock, open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
 
 
 def _own_memory(reset: bool = True) -> dict[str, float | None]:
@@ -215,7 +214,3 @@ def _to_python(value: Any) -> Any:
             pass
     return value
 
-
-def _json_default(value: Any) -> Any:
-    converted = _to_python(value)
-    return converted if converted is not value else str(value)

@@ -10,24 +10,31 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import time
 import uuid
+from collections import deque
 from datetime import datetime
 from typing import Any
 
-from gpusweep import launcher
+import psutil
+
+from gpusweep import guards, launcher
 from gpusweep.cleanup import EndResult, end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
 from gpusweep.launcher import TrialPaths
+from gpusweep.leak import leak_verdict
 from gpusweep.monitor import Monitor
+from gpusweep.oom import oom_line
 from gpusweep.records import (
     CleanupRecord,
     GpuRecord,
     HostRecord,
+    LeakRecord,
     MetricSummary,
     Timeline,
     TrialRecord,
@@ -53,8 +60,12 @@ class RunningTrial:
         sweep_dir: str,
         device: Device,
         project: str | None,
+        retry_of: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
+        self.retry_of = retry_of
+        self.extra_env = dict(extra_env or {})
         self.params = params
         self.spec = spec
         self.sweep_id = sweep_id
@@ -64,6 +75,9 @@ class RunningTrial:
         self.token = uuid.uuid4().hex
         self.events = TrialEvents(spec.metric.name if spec.metric else None)
         self.stop_reason: StopReason | None = None
+        self.reason_text: str | None = None
+        self._last_activity = 0.0  # monotonic time of the start or the last report
+        self._cpu_history: deque[tuple[float, float]] = deque()  # (monotonic, tree CPU s)
         self.argv: list[str] = []
         self.popen: subprocess.Popen | None = None
         self.monitor: Monitor | None = None
@@ -85,8 +99,9 @@ class RunningTrial:
         env = launcher.trial_env(environ, sweep_id=self.sweep_id, run_id=self.run_id,
                                  token=self.token, paths=self.paths, project=self.project,
                                  device=self.device)
+        env.update(self.extra_env)
         self.started_iso = now_iso()
-        self.t_start = time.monotonic()
+        self.t_start = self._last_activity = time.monotonic()
         self._unix["start"] = time.time()
         self.popen = launcher.start(self.argv, env, self.paths)
         hz = spec.isolation.monitor.hz
@@ -114,18 +129,62 @@ class RunningTrial:
     def read_events(self) -> bool:
         """Take the trial's new events; True when the sweep metric got a new value."""
         new_metric = False
+        reports = self.events.reports
         for event in self._tail.read_new():
             new_metric |= self.events.add(event)
+        if self.events.reports > reports:
+            self._last_activity = time.monotonic()
         return new_metric
 
     def timed_out(self) -> bool:
         limit = self.spec.isolation.timeout_s
         return limit is not None and time.monotonic() - self.t_start > limit
 
-    def stop(self, reason: StopReason) -> None:
+    def guard(self) -> tuple[StopReason, str] | None:
+        """Host memory and stall checks on the monitor's latest sample: a reason to stop."""
+        assert self.monitor is not None
+        sample = self.monitor.last
+        if sample is None:
+            return None
+        isolation = self.spec.isolation
+        text = guards.host_memory_reason(sample.rss_mb, sample.available_mb, isolation.limits)
+        if text:
+            return StopReason.HOST_MEMORY, text
+        if isolation.stall_s is None:
+            return None
+        now = time.monotonic()
+        history = self._cpu_history
+        history.append((now, sample.cpu_s))
+        while len(history) > 1 and history[1][0] <= now - isolation.stall_s:
+            history.popleft()
+        cpu_used = sample.cpu_s - history[0][1]
+        if history[0][0] <= now - isolation.stall_s and guards.stalled_for(
+                now, self._last_activity, cpu_used, isolation.stall_s):
+            return StopReason.STALL, (f"no report and {cpu_used:.2f} s of CPU in the last "
+                                      f"{isolation.stall_s:g} s (isolation.stall_s)")
+        return None
+
+    def dump_stacks(self, settle_s: float = 1.0) -> int:
+        """Ask every process that announced a stack dump handler for its Python stacks (they
+        land in output.log), then wait until the log stops growing; returns how many."""
+        seen = dict(self.monitor.seen) if self.monitor else {}
+        asked = 0
+        for pid in self.events.stackdump_pids:
+            try:
+                proc = psutil.Process(pid)
+                if pid in seen and abs(proc.create_time() - seen[pid]) < 0.01:
+                    proc.send_signal(signal.SIGUSR1)
+                    asked += 1
+            except (psutil.Error, OSError):
+                continue
+        if asked:
+            _wait_until_stable(self.paths.output_log, settle_s)
+        return asked
+
+    def stop(self, reason: StopReason, text: str | None = None) -> None:
         """End the whole tree now (polite signal, grace, kill); the first reason sticks."""
         if self.stop_reason is None:
-            self.stop_reason = reason
+            self.stop_reason, self.reason_text = reason, text
         self._end_tree()
 
     def view(self) -> RunView:
@@ -162,8 +221,20 @@ class RunningTrial:
     def _record(self, baseline_mb: float | None, waited: Any) -> TrialRecord:
         assert self.popen is not None and self.monitor is not None
         returncode = self.popen.returncode
-        status = classify(returncode, self.stop_reason)
         peaks = self.monitor.peaks
+        failed = returncode != 0 and self.stop_reason is None
+        oom = oom_line(self.events.errors, self.output_tail(200)) if failed else None
+        killer = failed and guards.oom_killer_suspected(
+            returncode, False, peaks.rss_mb, peaks.min_available_mb, _machine_mb())
+        status = classify(returncode, self.stop_reason, cuda_oom=oom is not None,
+                          oom_killer=killer)
+        reason = self.reason_text
+        if killer:
+            reason = ("SIGKILL that gpusweep did not send, with host memory nearly exhausted: "
+                      "the kernel's OOM killer")
+        leak = leak_verdict([m.get("rss_mb") for m in self.events.report_memory],
+                            [m.get("torch_allocated_mb") for m in self.events.report_memory],
+                            self.spec.isolation.leak)
         values = self.events.metric_values
         best = None
         if values and self.spec.metric:
@@ -177,6 +248,9 @@ class RunningTrial:
             started=self.started_iso,
             ended=now_iso(),
             duration_s=round((self.t_exit or time.monotonic()) - self.t_start, 3),
+            retry_of=self.retry_of,
+            reason=reason,
+            oom_line=oom,
             metric=MetricSummary(self.events.metric_name, values[-1] if values else None, best,
                                  len(self.events.history)),
             gpu=GpuRecord(
@@ -188,13 +262,15 @@ class RunningTrial:
                 torch_peak_reserved_mb=_r(self.events.torch_peak_reserved_mb),
                 residual_mb=_r(waited.residual_mb),
             ),
-            host=HostRecord(peak_rss_mb=_r(peaks.rss_mb)),
+            host=HostRecord(peak_rss_mb=_r(peaks.rss_mb),
+                            min_available_mb=_r(peaks.min_available_mb)),
             cleanup=CleanupRecord(
                 processes_killed=sum(e.processes_killed for e in self._ends),
                 escapees_killed=sum(e.escapees_killed for e in self._ends),
                 wait_s=round(waited.wait_s, 3),
                 clean=waited.clean and not any(e.leftover for e in self._ends),
             ),
+            leak=LeakRecord(leak.rss_mb_per_step, leak.gpu_mb_per_step, leak.suspected),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
             timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
@@ -212,6 +288,30 @@ class RunningTrial:
             return None
         tail = "\n".join(text.rstrip().splitlines()[-lines:])
         return redact(tail) or None
+
+
+_MACHINE_MB: list[float | None] = []
+
+
+def _machine_mb() -> float | None:
+    if not _MACHINE_MB:
+        _MACHINE_MB.append(guards.machine_memory_mb())
+    return _MACHINE_MB[0]
+
+
+def _wait_until_stable(path: str, settle_s: float, step_s: float = 0.1) -> None:
+    """Wait until ``path`` stopped growing for a short while (at most ``settle_s``)."""
+    deadline = time.monotonic() + settle_s
+    last = -1
+    while time.monotonic() < deadline:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return
+        if size == last:
+            return
+        last = size
+        time.sleep(step_s)
 
 
 def _r(value: float | None) -> float | None:

@@ -95,4 +95,10 @@ def journal_tokens(sweep_dir: Path) -> set[str]:
 
 
 def program(name: str) -> str:
+    """A well-behaved trial program under tests/programs/."""
     return os.path.join("tests", "programs", name)
+
+
+def fault(name: str) -> str:
+    """A trial program under tests/faults/ that fails in one specific way."""
+    return os.path.join("tests", "faults", name)

@@ -1,0 +1,1 @@
+"""Files that run inside trial processes; stdlib only (see _gpusweep_child)."""

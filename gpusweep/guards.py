@@ -1,0 +1,91 @@
+"""Decisions taken while a trial runs, from the monitor's numbers: host memory and stalls.
+
+Pure functions of numbers, so they are tested without processes; the runner asks them on
+every tick and stops the tree when one answers with a reason.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from gpusweep.config import LimitsConfig
+
+# A SIGKILL we did not send, with this little of the machine's memory left, was the kernel.
+OOM_KILLER_AVAILABLE_FRACTION = 0.05
+OOM_KILLER_RSS_FRACTION = 0.8
+
+
+def host_memory_reason(
+    tree_rss_mb: float, available_mb: float | None, limits: LimitsConfig
+) -> str | None:
+    """Why the trial must stop now for host memory, or None.
+
+    Two guards: the tree's own limit (``limits.rss_mb``), and the machine's margin
+    (``limits.min_available_mb``), so the kernel never has to choose a victim, which could be
+    the orchestrator itself.
+    """
+    if limits.rss_mb is not None and tree_rss_mb > limits.rss_mb:
+        return (f"the trial's processes used {tree_rss_mb:.0f} MB of RAM, over "
+                f"isolation.limits.rss_mb {limits.rss_mb:.0f}")
+    if available_mb is not None and available_mb < limits.min_available_mb:
+        return (f"the machine had only {available_mb:.0f} MB of RAM available, under "
+                f"isolation.limits.min_available_mb {limits.min_available_mb:.0f}")
+    return None
+
+
+def oom_killer_suspected(
+    returncode: int | None,
+    we_signalled: bool,
+    peak_rss_mb: float | None,
+    min_available_mb: float | None,
+    machine_mb: float | None,
+) -> bool:
+    """Whether a SIGKILL that we did not send came from the kernel's OOM killer.
+
+    The kernel kills with SIGKILL when memory runs out; the monitor saw either the tree's RSS
+    near the machine's limit or the machine's available memory nearly gone.
+    """
+    if returncode != -signal.SIGKILL or we_signalled or not machine_mb:
+        return False
+    near_limit = peak_rss_mb is not None and peak_rss_mb >= OOM_KILLER_RSS_FRACTION * machine_mb
+    exhausted = (min_available_mb is not None
+                 and min_available_mb <= OOM_KILLER_AVAILABLE_FRACTION * machine_mb)
+    return near_limit or exhausted
+
+
+def stalled_for(
+    now: float, last_activity: float, cpu_used_in_window_s: float, stall_s: float,
+    cpu_fraction: float = 0.02,
+) -> bool:
+    """Whether a trial is stalled: no report for ``stall_s`` and (almost) no CPU in that time.
+
+    ``last_activity`` is the latest of the trial's start and its last report; the CPU used in
+    the last ``stall_s`` seconds must stay under ``cpu_fraction`` of one core.
+    """
+    return now - last_activity >= stall_s and cpu_used_in_window_s < cpu_fraction * stall_s
+
+
+def machine_memory_mb() -> float | None:
+    """The RAM this machine (or its memory cgroup, when smaller) can give processes."""
+    import psutil
+
+    total = psutil.virtual_memory().total / 2**20
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path, encoding="ascii") as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text) / 2**20)
+    return total if total > 0 else None
+
+
+def available_mb() -> float | None:
+    """The machine's available memory now (MemAvailable)."""
+    import psutil
+
+    try:
+        return psutil.virtual_memory().available / 2**20
+    except OSError:
+        return None

@@ -1,0 +1,41 @@
+"""One orchestrator per sweep directory: a lock file holding the owner's pid.
+
+``flock`` makes the lock die with its owner, even on SIGKILL, so a stale lock from a dead
+process is simply taken over; the pid inside only serves the message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from gpusweep.errors import BadInput
+
+
+class SweepLock:
+    def __init__(self, sweep_dir: str) -> None:
+        self.path = os.path.join(sweep_dir, "lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise BadInput(os.path.dirname(self.path), "lock",
+                           f"another orchestrator (pid {owner}) is running this sweep") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,76 @@
+"""CUDA out-of-memory: telling it from other failures, and the batch-size back-off.
+
+The trial API reports the exception type before the trial dies (the reliable way); for
+scripts that do not use it, the output is searched for the messages PyTorch and CUDA print.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from gpusweep.config import OomConfig
+
+OOM_TYPES = frozenset({"OutOfMemoryError"})
+# Matched real OOM lines and rejected others (see shared/notes/gpu-memory.md).
+OOM_PATTERN = re.compile(
+    r"(CUDA|HIP|XPU) out of memory|CUDA error: out of memory|OutOfMemoryError"
+    r"|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_NOT_SUPPORTED"
+)
+
+
+def oom_line(error_events: Iterable[dict[str, Any]], output: str | None) -> str | None:
+    """The line that shows the trial ran out of GPU memory, or None if it did not."""
+    for event in error_events:
+        if event.get("type") in OOM_TYPES or OOM_PATTERN.search(str(event.get("message"))):
+            return f"{event.get('type')}: {event.get('message', '')}".splitlines()[0][:500]
+    for line in reversed((output or "").splitlines()):
+        if OOM_PATTERN.search(line):
+            return line.strip()[:500]
+    return None
+
+
+def get_param(params: dict[str, Any], key: str) -> Any:
+    """``params[key]`` for a flat dotted name, else the nested path ``a.b.c``."""
+    if key in params:
+        return params[key]
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def set_param(params: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of ``params`` with ``key`` (flat dotted or nested) set to ``value``."""
+    result = copy.deepcopy(params)
+    if key in result:
+        result[key] = value
+        return result
+    node = result
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return result
+
+
+def backoff_params(params: dict[str, Any], config: OomConfig) -> dict[str, Any] | None:
+    """The params of the retry after an OOM: ``key`` times ``factor``, rounded, >= ``min``.
+
+    None when there is nothing smaller to try (the key is missing, not a number, or already
+    at its minimum).
+    """
+    try:
+        current = get_param(params, config.key)
+    except KeyError:
+        return None
+    if isinstance(current, bool) or not isinstance(current, (int, float)):
+        return None
+    smaller = max(config.min, round(current * config.factor))
+    if smaller >= current:
+        return None
+    return set_param(params, config.key, smaller)

@@ -1,0 +1,148 @@
+"""The failure decisions as pure functions: OOM, back-off, host memory, stalls, leaks,
+flapping. No processes, no GPU."""
+
+import signal
+
+import pytest
+
+from gpusweep.config import FlappingConfig, LeakConfig, LimitsConfig, OomConfig
+from gpusweep.flapping import is_flapping
+from gpusweep.guards import host_memory_reason, oom_killer_suspected, stalled_for
+from gpusweep.leak import leak_verdict, slope
+from gpusweep.oom import backoff_params, oom_line
+from gpusweep.status import StopReason, TrialStatus, classify
+
+# -- CUDA OOM ------------------------------------------------------------------------------
+
+
+def test_oom_from_the_reported_exception_type():
+    events = [{"type": "OutOfMemoryError", "message": "CUDA out of memory. Tried to allocate"}]
+    assert oom_line(events, "").startswith("OutOfMemoryError: CUDA out of memory")
+
+
+@pytest.mark.parametrize("line", [
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB",
+    "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB",
+    "RuntimeError: CUDA out of memory. Tried to allocate 1.00 GiB",
+    "RuntimeError: CUDA error: out of memory",
+    "RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+])
+def test_oom_from_the_output(line):
+    output = f"Traceback (most recent call last):\n  File \"x.py\", line 3\n{line}\n"
+    assert oom_line([], output) == line
+
+
+@pytest.mark.parametrize("line", [
+    "ValueError: out of range",
+    "RuntimeError: CUDA error: device-side assert triggered",
+    "MemoryError",
+    "epoch 3 memory 2100 MB",
+])
+def test_other_failures_are_not_oom(line):
+    assert oom_line([{"type": "ValueError", "message": line}], line) is None
+
+
+def test_backoff_halves_and_rounds_and_stops_at_min():
+    config = OomConfig(retry=True, key="batch_size", factor=0.5, min=16)
+    assert backoff_params({"batch_size": 100, "lr": 0.1}, config) == {"batch_size": 50,
+                                                                       "lr": 0.1}
+    assert backoff_params({"batch_size": 25}, config) == {"batch_size": 16}
+    assert backoff_params({"batch_size": 16}, config) is None
+    assert backoff_params({"lr": 0.1}, config) is None
+
+
+def test_backoff_with_dotted_and_nested_keys():
+    config = OomConfig(retry=True, key="train.batch_size")
+    assert backoff_params({"train.batch_size": 64}, config) == {"train.batch_size": 32}
+    nested = {"train": {"batch_size": 64, "lr": 1.0}}
+    assert backoff_params(nested, config) == {"train": {"batch_size": 32, "lr": 1.0}}
+    assert nested["train"]["batch_size"] == 64  # the original params are untouched
+
+
+# -- statuses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, status", [
+    ((1, None, True, False), TrialStatus.OOM),
+    ((-9, None, False, True), TrialStatus.HOST_OOM),
+    ((-9, None, False, False), TrialStatus.FAILED),
+    ((0, None, True, False), TrialStatus.FINISHED),  # caught its own OOM and went on
+    ((-15, StopReason.HOST_MEMORY, False, False), TrialStatus.HOST_OOM),
+    ((-15, StopReason.STALL, False, False), TrialStatus.STALLED),
+])
+def test_classify_failures(args, status):
+    assert classify(*args) is status
+
+
+# -- host memory -----------------------------------------------------------------------------
+
+
+def test_host_memory_guards():
+    limits = LimitsConfig(rss_mb=1000, min_available_mb=512)
+    assert host_memory_reason(900, 8000, limits) is None
+    assert "limits.rss_mb 1000" in host_memory_reason(1001, 8000, limits)
+    assert "min_available_mb 512" in host_memory_reason(100, 400, limits)
+    assert host_memory_reason(5000, 8000, LimitsConfig()) is None  # no tree limit by default
+
+
+def test_oom_killer_needs_a_sigkill_we_did_not_send_and_memory_gone():
+    kill = -signal.SIGKILL
+    assert oom_killer_suspected(kill, False, 20000, 3000, 24000)  # tree RSS near the limit
+    assert oom_killer_suspected(kill, False, 2000, 300, 24000)  # machine nearly out
+    assert not oom_killer_suspected(kill, False, 2000, 12000, 24000)  # plenty left
+    assert not oom_killer_suspected(kill, True, 20000, 300, 24000)  # we sent it
+    assert not oom_killer_suspected(-signal.SIGSEGV, False, 20000, 300, 24000)
+
+
+# -- stalls ----------------------------------------------------------------------------------
+
+
+def test_stall_needs_both_silence_and_idleness():
+    assert stalled_for(now=100, last_activity=60, cpu_used_in_window_s=0.1, stall_s=30)
+    assert not stalled_for(now=100, last_activity=80, cpu_used_in_window_s=0.0, stall_s=30)
+    assert not stalled_for(now=100, last_activity=60, cpu_used_in_window_s=25, stall_s=30)
+
+
+# -- leaks -----------------------------------------------------------------------------------
+
+
+def test_slope_separates_a_leak_from_noise():
+    noise = [300 + 0.01 * (i % 3) for i in range(20)]
+    leak = [300 + 2.0 * i for i in range(20)]
+    assert abs(slope(noise, warmup=2, min_points=4)) < 0.05
+    assert slope(leak, warmup=2, min_points=4) == pytest.approx(2.0)
+
+
+def test_warmup_growth_is_not_a_leak():
+    values = [100, 400, 700] + [700.0] * 10  # big start-up allocations, then flat
+    verdict = leak_verdict(values, [None] * 13, LeakConfig(warmup_steps=3))
+    assert not verdict.suspected and verdict.gpu_mb_per_step is None
+
+
+def test_gpu_leak_alone_is_suspected():
+    verdict = leak_verdict([500.0] * 10, [10.0 * i for i in range(10)], LeakConfig())
+    assert verdict.suspected and verdict.gpu_mb_per_step == pytest.approx(10.0)
+
+
+def test_too_few_points_is_no_verdict():
+    verdict = leak_verdict([1.0, 50.0, 100.0], [], LeakConfig(warmup_steps=0, min_points=4))
+    assert verdict.rss_mb_per_step is None and not verdict.suspected
+
+
+# -- flapping --------------------------------------------------------------------------------
+
+
+def test_flapping_after_max_failures_fast():
+    config = FlappingConfig(max_failures=3, window_s=60)
+    failed = TrialStatus.FAILED
+    assert not is_flapping([(failed, 1.0), (failed, 2.0)], config)
+    assert is_flapping([(failed, 1.0), (failed, 2.0), (failed, 3.0)], config)
+
+
+def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
+    config = FlappingConfig(max_failures=2, window_s=60)
+    failed, ok = TrialStatus.FAILED, TrialStatus.FINISHED
+    assert not is_flapping([(ok, 5.0), (failed, 6.0), (failed, 7.0)], config)
+    assert not is_flapping([(failed, 100.0), (failed, 200.0)], config)
+    assert not is_flapping([(TrialStatus.OOM, 1.0), (TrialStatus.OOM, 2.0)], config)
+    assert not is_flapping([(failed, 1.0), (failed, 2.0)], FlappingConfig(enabled=False))
