@@ -31,7 +31,10 @@ def write_text(path: str, text: str) -> None:
         raise
 
 
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~10x faster
+
+
 def write_yaml(path: str, data: Any) -> None:
     """Dump plain data as block YAML, atomically, keys in the order given."""
-    write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
-                                    allow_unicode=True, width=100))
+    write_text(path, yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False,
+                               allow_unicode=True, width=100))

@@ -52,13 +52,14 @@ def end_tree(
 ) -> EndResult:
     """Stop every process of a trial: polite signal, grace period, SIGKILL, escapee sweep."""
     targets = find_trial_processes(pgid, token, seen)
+    if not targets:  # the common case: the trial exited and left nothing behind
+        return EndResult(processes_killed=0, escapees_killed=0, leftover=())
     escapees = {p.pid for p in targets if _pgid(p.pid) != pgid}
-    if targets:
-        _signal_all(targets, pgid, signal.SIGTERM)
-        survivors = _wait_gone(targets, grace_s)
-        if survivors:
-            _signal_all(survivors, pgid, signal.SIGKILL)
-            _wait_gone(survivors, kill_wait_s)
+    _signal_all(targets, pgid, signal.SIGTERM)
+    survivors = _wait_gone(targets, grace_s)
+    if survivors:
+        _signal_all(survivors, pgid, signal.SIGKILL)
+        _wait_gone(survivors, kill_wait_s)
     # Anything that forked during the grace period, or that we could not see before.
     ended = {p.pid for p in targets}
     for _ in range(3):
@@ -77,26 +78,51 @@ def end_tree(
 def find_trial_processes(
     pgid: int | None, token: str | None, seen: Iterable[ProcessKey] = ()
 ) -> list[psutil.Process]:
-    """Live processes in the trial's group, carrying its token, or seen in its tree."""
+    """Live processes in the trial's group, carrying its token, or seen in its tree.
+
+    Scans every process, so it is written for speed: cheap checks (process group, known pid)
+    first, then the raw environment bytes, and the liveness check only for matches.
+    """
     seen_map = dict(seen)
+    marker = f"\0GPUSWEEP_TRIAL_TOKEN={token}\0".encode() if token else None
     me = os.getpid()
     found = []
-    for proc in psutil.process_iter():
-        if proc.pid != me and _alive(proc) and _belongs(proc, pgid, token, seen_map):
-            found.append(proc)
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        try:
+            proc = psutil.Process(pid)
+            if _belongs(proc, pgid, marker, seen_map) and _alive(proc):
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
     return found
 
 
-def _belongs(proc: psutil.Process, pgid: int | None, token: str | None,
+def _belongs(proc: psutil.Process, pgid: int | None, marker: bytes | None,
              seen: dict[int, float]) -> bool:
+    if pgid is not None and _pgid(proc.pid) == pgid:
+        return True
+    if proc.pid in seen and abs(proc.create_time() - seen[proc.pid]) < 0.01:
+        return True
+    return marker is not None and marker in _environ_bytes(proc)
+
+
+def _environ_bytes(proc: psutil.Process) -> bytes:
+    """The process's environment as NUL-separated bytes (raw /proc read on Linux)."""
     try:
-        if pgid is not None and _pgid(proc.pid) == pgid:
-            return True
-        if proc.pid in seen and abs(proc.create_time() - seen[proc.pid]) < 0.01:
-            return True
-        return bool(token) and proc.environ().get("GPUSWEEP_TRIAL_TOKEN") == token
+        with open(f"/proc/{proc.pid}/environ", "rb") as handle:
+            return b"\0" + handle.read() + b"\0"
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return b""  # the process is gone
+    except PermissionError:
+        return b""
+    try:  # no /proc: ask psutil
+        return b"\0" + b"\0".join(f"{k}={v}".encode() for k, v in proc.environ().items()) \
+            + b"\0"
     except (psutil.Error, OSError):
-        return False
+        return b""
 
 
 def gpu_is_clean(
@@ -126,10 +152,10 @@ def wait_until_clean(
     """
     pids = set(trial_pids)
     start = clock()
-    if not device.is_gpu:
-        return WaitResult(0.0, True, None, None, ())
-    if config.mode == "fixed":
+    if config.mode == "fixed":  # the incident's fix sleeps whether or not there is a GPU
         sleep(config.fixed_s)
+    if not device.is_gpu:
+        return WaitResult(clock() - start, True, None, None, ())
     while True:
         used = device.used_mb()
         holders = tuple(sorted(pids & set(device.process_memory_mb())))

@@ -12,8 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import psutil
-
+from gpusweep import proctree
 from gpusweep.cleanup import ProcessKey
 from gpusweep.device import Device
 
@@ -54,18 +53,15 @@ class Monitor:
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._tracked: dict[int, psutil.Process] = {}
+        self._tracked: dict[int, proctree.ProcStat] = {}  # alive at the last sample
         self._cpu_of_gone = 0.0
-        self._cpu_last: dict[int, float] = {}
-        self._seen: dict[int, float] = {}
+        self._seen: dict[int, float] = {}  # pid -> create_time, every process ever seen
         self._peaks = Peaks(None, None, None)
         self.last: Sample | None = None
-        try:
-            root = psutil.Process(root_pid)
+        root = proctree.read(root_pid)
+        if root is not None:
             self._tracked[root_pid] = root
-            self._seen[root_pid] = root.create_time()
-        except psutil.Error:
-            pass
+            self._seen[root_pid] = root.create_time
         self._csv = open(csv_path, "w", encoding="utf-8", buffering=1) if csv_path else None  # noqa: SIM115 (closed in stop)
         if self._csv:
             self._csv.write("t,rss_mb,gpu_used_mb,gpu_tree_mb\n")
@@ -77,7 +73,7 @@ class Monitor:
         return self
 
     def stop(self) -> None:
-        """Stop sampling (one last sample first) and close memory.csv."""
+        """Stop sampling and close memory.csv."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -102,85 +98,70 @@ class Monitor:
             self.sample()
 
     def sample(self) -> Sample:
-        """Take one sample of the tree now (also called by tests and at the end)."""
-        procs = self._current_tree()
-        rss = 0.0
-        cpu = 0.0
-        alive_cpu: dict[int, float] = {}
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    rss += proc.memory_info().rss / _MB
-                    times = proc.cpu_times()
-                    used = times.user + times.system
-            except psutil.Error:
-                continue
-            alive_cpu[proc.pid] = used
-            cpu += used
-        available = psutil.virtual_memory().available / _MB
+        """Take one sample of the tree now (also called by tests and at the start)."""
+        tree = self._current_tree()
+        rss = sum(p.rss_mb for p in tree.values())
+        cpu = sum(p.cpu_s for p in tree.values())
+        available = _available_mb()
         gpu_used = self._device.used_mb()
         gpu_tree = None
         if self._device.is_gpu:
             per_pid = self._device.process_memory_mb()
-            gpu_tree = sum(per_pid.get(p.pid, 0.0) for p in procs)
+            gpu_tree = sum(per_pid.get(pid, 0.0) for pid in tree)
         with self._lock:
             # CPU time of processes that have gone still counts towards the tree's total.
-            self._cpu_of_gone += sum(v for pid, v in self._cpu_last.items()
-                                     if pid not in alive_cpu)
-            self._cpu_last = alive_cpu
+            self._cpu_of_gone += sum(p.cpu_s for pid, p in self._tracked.items()
+                                     if pid not in tree)
+            self._tracked = tree
             sample = Sample(time.monotonic() - self._start, rss, gpu_used, gpu_tree,
-                            self._cpu_of_gone + cpu, len(alive_cpu), available)
+                            self._cpu_of_gone + cpu, len(tree), available)
             self.last = sample
             low = self._peaks.min_available_mb
-            self._peaks = Peaks(_max(self._peaks.rss_mb, rss if alive_cpu else None),
+            self._peaks = Peaks(_max(self._peaks.rss_mb, rss if tree else None),
                                 _max(self._peaks.gpu_used_mb, gpu_used),
                                 _max(self._peaks.gpu_tree_mb, gpu_tree),
-                                available if low is None else min(low, available))
+                                _min(low, available))
             if self._csv:
                 self._csv.write(f"{sample.t:.3f},{rss:.1f},{_fmt(gpu_used)},{_fmt(gpu_tree)}\n")
         return sample
 
-    def _current_tree(self) -> list[psutil.Process]:
-        """Tracked processes still alive, plus all their descendants (new ones tracked)."""
-        tree: dict[int, psutil.Process] = {}
-        for pid, proc in list(self._tracked.items()):
-            if not _running(proc):
-                del self._tracked[pid]
+    def _current_tree(self) -> dict[int, proctree.ProcStat]:
+        """Every live process below the tracked ones' roots (orphans stay tracked)."""
+        previous = self._tracked
+        roots = [pid for pid, p in previous.items() if p.ppid not in previous]
+        tree: dict[int, proctree.ProcStat] = {}
+        for pid in proctree.descendants(roots):
+            stat = proctree.read(pid)
+            if stat is None or stat.zombie:
                 continue
-            tree[pid] = proc
-        for proc in [p for p in tree.values() if _ppid(p) not in tree]:  # forest roots only
-            for child in _children(proc):
-                tree.setdefault(child.pid, child)
+            known = self._seen.get(pid)
+            if known is not None and abs(known - stat.create_time) > 0.01:
+                continue  # the pid was reused by a process that is not ours
+            tree[pid] = stat
         with self._lock:
-            for pid, proc in tree.items():
-                if pid not in self._tracked:
-                    self._tracked[pid] = proc
-                    try:
-                        self._seen[pid] = proc.create_time()
-                    except psutil.Error:
-                        pass
-        return list(tree.values())
+            for pid, stat in tree.items():
+                self._seen.setdefault(pid, stat.create_time)
+        return tree
 
 
-def _children(proc: psutil.Process) -> list[psutil.Process]:
+def _available_mb() -> float | None:
+    """MemAvailable from /proc/meminfo (psutil parses the whole file, this stops early)."""
     try:
-        return proc.children(recursive=True)
-    except psutil.Error:
-        return []
+        with open("/proc/meminfo", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import psutil
+
+    return psutil.virtual_memory().available / _MB
 
 
-def _ppid(proc: psutil.Process) -> int | None:
-    try:
-        return proc.ppid()
-    except psutil.Error:
-        return None
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+def _min(current: float | None, value: float | None) -> float | None:
+    if value is None:
+        return current
+    return value if current is None else min(current, value)
 
 
 def _fmt(value: float | None) -> str:

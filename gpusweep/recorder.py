@@ -110,9 +110,10 @@ class SweepRecorder:
                 self.histories[run] = entry.get("history") or []
         return list(started.values())
 
-    def write_sweep(self, state: str) -> None:
+    def write_sweep(self, state: str, wall_s: float | None = None) -> None:
         ended = None if state == "running" else now_iso()
-        self.header = dataclasses.replace(self.header, state=state, ended=ended)
+        self.header = dataclasses.replace(self.header, state=state, ended=ended,
+                                          wall_s=None if wall_s is None else round(wall_s, 3))
         with self._writing():
             rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
                             self.spec.metric)

@@ -136,7 +136,8 @@ class SweepHeader:
     metric: dict[str, Any] | None
     started: str
     ended: str | None = None
-    state: str = "running"  # running | finished | interrupted | aborted
+    state: str = "running"  # running | finished | interrupted | aborted | crashed
+    wall_s: float | None = None  # the orchestrator's loop, first trial's launch to the end
 
 
 def write_trial(path: str, record: TrialRecord) -> None:

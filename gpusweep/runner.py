@@ -105,6 +105,10 @@ class SweepRunner:
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
+        # Everything imported so far (wandb, sweeps, scipy: a million objects) lives as long
+        # as the process: freezing it keeps each trial's gc.collect() to our own garbage.
+        gc.collect()
+        gc.freeze()
         self.recorder.prepare(resume=bool(self.options.resume))
         self._lock.acquire()
         previous = self._trap_signals()
@@ -132,7 +136,7 @@ class SweepRunner:
             raise
         finally:
             try:
-                self.recorder.write_sweep(state)
+                self.recorder.write_sweep(state, self.wall_s)
             except SweepAborted:
                 pass  # the records cannot be written; those written before stay valid
             self._restore_signals(previous)
