@@ -90,11 +90,11 @@ def memory_timeline(data: SweepData, path: str) -> bool:
     for index, record in trials:
         start = (record.timeline.start - t0) / scale
         label = start - labelled > 0.025 * (max(ends) - t0) / scale  # keep numbers apart
-        _draw_phases(axes, index, record, t0, scale, label)
+        _draw_phases(axes, index, record, t0, scale, label, data.has_gpu)
         labelled = start if label else labelled
     axes[-1].set_xlabel(f"wall time since the first trial started ({unit})")
     handles = _status_legend([r.status.value for _, r in trials])
-    if any(_wait_span(r) for _, r in trials):
+    if data.has_gpu and any(_wait_span(r) for _, r in trials):
         handles.append(Patch(facecolor=WAIT_COLOR, alpha=0.35, label="GPU wait"))
     if data.has_gpu:
         handles += [Line2D([], [], color="k", lw=1.6, label="device used"),
@@ -152,9 +152,10 @@ def _draw_baseline(ax: Any, records: Sequence[TrialRecord]) -> None:
 
 
 def _draw_phases(axes: Sequence[Any], index: int, record: TrialRecord, t0: float,
-                 scale: float, label: bool) -> None:
+                 scale: float, label: bool, waits: bool) -> None:
+    """The trial's start line and number, and its GPU wait (none without a GPU: no wait)."""
     start = (record.timeline.start - t0) / scale
-    wait = _wait_span(record)
+    wait = _wait_span(record) if waits else None
     for ax in axes:
         ax.axvline(start, color="#555555", lw=0.7, ls=":", alpha=0.8)
         if wait:
@@ -259,12 +260,17 @@ def _param_axis(ax: Any, values: Sequence[Any]) -> list[float]:
         positive = [v for v in values if v > 0]
         if len(positive) == len(values) and max(positive) / min(positive) >= 8:
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_minor_locator(NullLocator())
+        distinct = sorted(set(values))
+        if len(distinct) <= 8 and all(float(v).is_integer() for v in distinct):
+            ax.set_xticks(distinct)  # a few sizes (batch, hidden): tick exactly those
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         return [float(v) for v in values]
     categories = sorted({repr(v) for v in values})
     labels = {c: c.strip("'") for c in categories}
     ax.set_xticks(range(len(categories)), [labels[c] for c in categories],
-                  rotation=30 if len(categories) > 4 else 0, fontsize=8)
+                  rotation=30 if len(categories) > 4 else 0)
     ax.set_xlim(-0.6, len(categories) - 0.4)
     rng = np.random.default_rng(0)  # a little jitter so equal points stay visible
     return [categories.index(repr(v)) + rng.uniform(-0.12, 0.12) for v in values]

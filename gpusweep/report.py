@@ -186,12 +186,18 @@ def trial_table(data: SweepData, fit: Fit) -> list[str]:
             guess = predicted.get(record.run)
             actual = memfit.peak_of(record, fit.model.source)
             error = memfit.relative_error(guess, actual)
-            cells += [_fmt(guess, 0), "-" if error is None else f"{error:+.0%}"]
+            cells += [_fmt(guess, 0), _percent(error)]
         cells.append(_note(record))
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if fixed:
         rows += ["", f"Same in every trial: {_params_text(fixed)}."]
     return rows
+
+
+def _percent(error: float | None) -> str:
+    if error is None:
+        return "-"
+    return "0%" if round(error * 100) == 0 else f"{error:+.0%}"
 
 
 def _rel(run: str) -> str:
