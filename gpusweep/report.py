@@ -25,6 +25,7 @@ from gpusweep.status import TrialStatus
 from gpusweep.sweepdir import SweepData, fit_features, flatten, load_sweep_dir, varied_params
 
 REPORT_DIR = "report"
+PLOTS = ("timeline", "peaks", "metric", "fit")
 MIN_FIT_TRIALS = 3  # fewer usable trials than this and predicted vs actual means nothing
 
 
@@ -90,6 +91,9 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
     if fit.model is not None:
         plots.predicted_vs_actual(fit, os.path.join(out, "fit.png"))
         images["fit"] = "fit.png"
+    for key in PLOTS:  # a picture from an earlier report that this one has no data for
+        if key not in images and os.path.exists(os.path.join(out, f"{key}.png")):
+            os.unlink(os.path.join(out, f"{key}.png"))
     markdown = render_markdown(data, fit, images)
     write_text(os.path.join(out, "report.md"), markdown)
     return Report(out, images, markdown)

@@ -180,6 +180,8 @@ def test_report_of_a_gpu_sweep_draws_gpu_and_host(tmp_path):
     assert "peak gpu MB ~" in markdown and "train.batch_size^" in markdown
     assert "CUDA out of memory" in markdown
     assert "Same in every trial" not in markdown  # every param varies here
+    rebuilt = report.build(str(sweep_dir), ["no.such.param"])  # no fit any more
+    assert "fit" not in rebuilt.images and not (out / "fit.png").exists()
 
 
 def test_without_features_the_fit_is_skipped_with_a_note(tmp_path):
