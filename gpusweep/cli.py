@@ -3,6 +3,8 @@
 Exit codes: 0 the sweep ran to its end (whatever single trials did); 2 bad input, before any
 trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: abort``);
 130 interrupted by Ctrl-C after a clean stop.
+
+``python tools/sweep.py report SWEEP_DIR`` draws a sweep's report instead (gpusweep.report).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tools/sweep.py",
         description="Run a W&B sweep with every trial isolated in its own process tree, "
-        "cleaned up and proven GPU-clean before the next one starts.")
+        "cleaned up and proven GPU-clean before the next one starts.",
+        epilog="python tools/sweep.py report <log-dir>/<sweep-id> [--features a,b]: draw a "
+        "sweep's memory and metrics as PNGs and report.md under <sweep-dir>/report/.")
     parser.add_argument("--sweep-config", metavar="FILE", help="W&B sweep YAML (+ isolation:)")
     parser.add_argument("--count", type=int, metavar="N", help="run at most N trials now")
     parser.add_argument("--log-dir", default="log", metavar="DIR",
@@ -43,6 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        from gpusweep import report
+
+        return report.main(argv[1:])
     args = parse_args(argv)
     try:
         spec = _load_spec(args)

@@ -1,0 +1,267 @@
+"""The sweep report: ``python tools/sweep.py report <log-dir>/<sweep-id>``.
+
+Reads a sweep directory (:mod:`gpusweep.sweepdir`), draws the pictures (:mod:`gpusweep.plots`)
+under ``<sweep-dir>/report/`` and writes ``report.md`` that shows them beside the summary
+table and the memory model (:mod:`gpusweep.memfit`). It only reads the records, so it works
+on a finished, interrupted or still running sweep, with or without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpusweep import memfit
+from gpusweep.atomic import write_text
+from gpusweep.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput
+from gpusweep.records import TrialRecord
+from gpusweep.status import TrialStatus
+from gpusweep.sweepdir import SweepData, fit_features, flatten, load_sweep_dir, varied_params
+
+REPORT_DIR = "report"
+PLOTS = ("timeline", "peaks", "metric", "fit")
+MIN_FIT_TRIALS = 3  # fewer usable trials than this and predicted vs actual means nothing
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The memory model of the report, or why there is none."""
+
+    features: tuple[str, ...]
+    model: memfit.MemoryModel | None = None
+    observed: tuple[memfit.Observation, ...] = ()
+    fitted: tuple[float | None, ...] = ()  # by the model fit on all trials
+    before: tuple[float | None, ...] = ()  # by a model fit on the trials before each one
+    note: str | None = None  # why there is no plot
+
+
+@dataclass(frozen=True)
+class Report:
+    dir: str
+    images: dict[str, str]  # plot key -> file name under report/
+    markdown: str
+
+
+def memory_fit(records: Sequence[TrialRecord], features: Sequence[str]) -> Fit:
+    """The model on all trials, plus each trial's prediction before it was launched."""
+    if not features:
+        return Fit((), note="no features to fit: pass `--features a,b` or declare "
+                   "`isolation.fit.features` in the sweep file")
+    observed, source = memfit.observations(records)
+    model = memfit.fit(observed, features, source)
+    if model is None or model.n < MIN_FIT_TRIALS:
+        count = 0 if model is None else model.n
+        return Fit(tuple(features), note=f"too few trials with a {source} peak and every "
+                   f"feature ({count}, need {MIN_FIT_TRIALS}) to check a memory model")
+    fitted = tuple(model.predict(o.params) for o in observed)
+    before = tuple(memfit.before_launch(observed, features, source))
+    return Fit(tuple(features), model, tuple(observed), fitted, before)
+
+
+def median_abs_error(predicted: Sequence[float | None],
+                     observed: Sequence[memfit.Observation]) -> float | None:
+    errors = [abs(e) for p, o in zip(predicted, observed, strict=True)
+              if (e := memfit.relative_error(p, o.peak_mb)) is not None]
+    return statistics.median(errors) if errors else None
+
+
+def build(path: str, features: Sequence[str] | None = None) -> Report:
+    """Draw every plot and write report.md; the report's files."""
+    from gpusweep import plots  # matplotlib only here, never in the sweep itself
+
+    data = load_sweep_dir(path)
+    out = os.path.join(path, REPORT_DIR)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(out, "report", f"cannot write: {exc.strerror or exc}") from None
+    fit = memory_fit(data.records, list(features or fit_features(data.config)))
+    images: dict[str, str] = {}
+    drawers = (("timeline", plots.memory_timeline), ("peaks", plots.peak_bars),
+               ("metric", plots.metric_vs_params))
+    for key, draw in drawers:
+        if data.records and draw(data, os.path.join(out, f"{key}.png")):
+            images[key] = f"{key}.png"
+    if fit.model is not None:
+        plots.predicted_vs_actual(fit, os.path.join(out, "fit.png"))
+        images["fit"] = "fit.png"
+    for key in PLOTS:  # a picture from an earlier report that this one has no data for
+        if key not in images and os.path.exists(os.path.join(out, f"{key}.png")):
+            os.unlink(os.path.join(out, f"{key}.png"))
+    markdown = render_markdown(data, fit, images)
+    write_text(os.path.join(out, "report.md"), markdown)
+    return Report(out, images, markdown)
+
+
+def render_markdown(data: SweepData, fit: Fit, images: Mapping[str, str]) -> str:
+    """report.md: the sweep in a few lines, the pictures, the model, one row per trial."""
+    header = data.header
+    lines = [f"# Sweep {header.get('name') or header.get('id')} ({header.get('id')})", ""]
+    counts: dict[str, int] = {}
+    for record in data.records:
+        counts[record.status.value] = counts.get(record.status.value, 0) + 1
+    tally = ", ".join(f"{n} {status}" for status, n in counts.items())
+    metric = data.metric
+    lines.append(f"State **{header.get('state')}**, method {header.get('method')}, "
+                 + (f"metric `{metric['name']}` ({metric.get('goal')}), " if metric else "")
+                 + f"{len(data.records)} trials ({tally or 'none'}). "
+                 f"Started {header.get('started')}, ended {header.get('ended') or '-'}. "
+                 + ("GPU: " + _gpu_name(data.records) if data.has_gpu else
+                    "No GPU: memory is the host RSS of each trial's process tree."))
+    best = data.best()
+    if best is not None:
+        lines += ["", f"Best: `{best.run}` {metric['name']} = {_fmt(best.metric.best)} "
+                  f"with {_params_text(flatten(best.params))}."]
+    if data.missing:
+        lines += ["", f"Left out (memory.yaml missing or unreadable): {', '.join(data.missing)}."]
+    for key, title, caption in sections(data.has_gpu):
+        if key in images:
+            lines += ["", f"## {title}", "", f"![{title}]({images[key]})", "", caption]
+        if key == "fit":
+            lines += ([""] if key in images else ["", f"## {title}", ""]) + _fit_lines(fit)
+    lines += ["", "## Trials", ""] + trial_table(data, fit)
+    return "\n".join(lines) + "\n"
+
+
+def sections(has_gpu: bool) -> list[tuple[str, str, str]]:
+    """(image key, title, caption) of each picture, in the order report.md shows them."""
+    memory = "GPU used (whole device, and the trial's own processes dashed) and host RSS" \
+        if has_gpu else "Host RSS (summed over each trial's process tree)"
+    wait = " and shaded spans the wait for a clean GPU after each trial" if has_gpu else ""
+    peaks = ("GPU: the trial's own processes as NVML sees them; host: summed RSS of its "
+             "process tree." if has_gpu else "Summed RSS of each trial's process tree.")
+    return [
+        ("timeline", "Memory over the sweep",
+         f"{memory} over wall time since the first trial started, coloured by the trial's "
+         f"status; dotted lines mark trial starts (numbered as in the table){wait}."),
+        ("peaks", "Peak memory per trial", f"{peaks} Coloured by status."),
+        ("metric", "Metric vs params",
+         "The best value each trial reached, one panel per param that varies (categories for "
+         "non-numeric params); the star is the best trial. Trials without a value are left "
+         "out."),
+        ("fit", "Predicted vs actual peak memory",
+         "Hollow: the model fit on all trials. Filled: what a model fit only on the trials "
+         "that had ended before each one predicted at its launch (the runner's view). "
+         "Shaded: within 20%."),
+    ]
+
+
+def _fit_lines(fit: Fit) -> list[str]:
+    if fit.model is None:
+        return [f"Skipped: {fit.note}."]
+    lines = [f"`{fit.model.describe()}`", ""]
+    for label, predicted in (("fit on all trials", fit.fitted),
+                             ("before launch", fit.before)):
+        error = median_abs_error(predicted, fit.observed)
+        if error is not None:
+            lines.append(f"- median |error|, {label}: {error:.1%}")
+    return lines
+
+
+def trial_table(data: SweepData, fit: Fit) -> list[str]:
+    """The summary table: one row per trial, only the params that vary across trials."""
+    flat = [flatten(r.params) for r in data.records]
+    varied = varied_params(flat)
+    fixed = {k: v for k, v in (flat[0] if flat else {}).items() if k not in varied}
+    predicted = {o.run: p for o, p in zip(fit.observed, fit.before, strict=True)} \
+        if fit.model is not None else {}
+    metric = (data.metric or {}).get("name", "metric")
+    gpu = data.has_gpu
+    head = ["#", "run", "status", *varied, metric, "duration (s)",
+            *(["GPU peak (MB)"] if gpu else []), "host peak (MB)", *(["wait (s)"] if gpu else [])]
+    if fit.model is not None:
+        head += ["predicted at launch (MB)", "error"]
+    head.append("note")
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, (record, params) in enumerate(zip(data.records, flat, strict=True), start=1):
+        cells = [str(i), f"[{record.run}]({_rel(record.run)})", record.status.value]
+        cells += [_fmt(params.get(k)) for k in varied]
+        cells += [_fmt(record.metric.best), _fmt(record.duration_s, 1)]
+        cells += [_fmt(record.gpu.peak_tree_mb, 0)] if gpu else []
+        cells += [_fmt(record.host.peak_rss_mb, 0)]
+        cells += [_fmt(record.cleanup.wait_s, 1)] if gpu else []
+        if fit.model is not None:
+            guess = predicted.get(record.run)
+            actual = memfit.peak_of(record, fit.model.source)
+            error = memfit.relative_error(guess, actual)
+            cells += [_fmt(guess, 0), _percent(error)]
+        cells.append(_note(record))
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if fixed:
+        rows += ["", f"Same in every trial: {_params_text(fixed)}."]
+    return rows
+
+
+def _percent(error: float | None) -> str:
+    if error is None:
+        return "-"
+    return "0%" if round(error * 100) == 0 else f"{error:+.0%}"
+
+
+def _rel(run: str) -> str:
+    return f"../{run}/memory.yaml"
+
+
+def _note(record: TrialRecord) -> str:
+    """Why a trial failed (its signal or last error line), and a GPU that stayed dirty."""
+    notes = []
+    if record.status is TrialStatus.FAILED:
+        last = [line.strip() for line in (record.error or "").splitlines() if line.strip()]
+        notes.append(record.signal or (last[-1][:80] if last else f"exit {record.exit_code}"))
+    if not record.cleanup.clean:
+        notes.append(f"GPU not clean ({_fmt(record.gpu.residual_mb, 0)} MB left)")
+    return "; ".join(notes)
+
+
+def _gpu_name(records: Sequence[TrialRecord]) -> str:
+    names = sorted({r.gpu.device for r in records if r.gpu.peak_used_mb is not None})
+    return ", ".join(names) or "yes"
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
+def _fmt(value: Any, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "-"
+    if digits is not None:
+        return f"{value:,.{digits}f}"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="tools/sweep.py report",
+        description="Draw a sweep's memory and metrics as PNGs and report.md under "
+        "<sweep-dir>/report/.")
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="<log-dir>/<sweep-id>")
+    parser.add_argument("--features", metavar="A,B",
+                        help="params the memory model fits peak memory on (dotted names); "
+                        "default: the sweep's isolation.fit.features")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str]) -> int:
+    """``report SWEEP_DIR [--features a,b]``: 0 when written, 2 when the dir is not a sweep."""
+    args = parse_args(argv)
+    features = [f.strip() for f in args.features.split(",") if f.strip()] \
+        if args.features else None
+    try:
+        report = build(args.sweep_dir, features)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"report: {os.path.join(report.dir, 'report.md')} "
+          f"({len(report.images)} plots: {', '.join(report.images.values())})")
+    return EXIT_OK
