@@ -34,7 +34,12 @@ def write_text(path: str, text: str) -> None:
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~10x faster
 
 
+def to_yaml(data: Any) -> str:
+    """Plain data as block YAML, keys in the order given."""
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=100)
+
+
 def write_yaml(path: str, data: Any) -> None:
-    """Dump plain data as block YAML, atomically, keys in the order given."""
-    write_text(path, yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False,
-                               allow_unicode=True, width=100))
+    """Dump plain data as block YAML, atomically."""
+    write_text(path, to_yaml(data))

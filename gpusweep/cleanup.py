@@ -143,12 +143,14 @@ def wait_until_clean(
     config: WaitConfig,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    others_mb: Callable[[], float] | None = None,
 ) -> WaitResult:
     """Poll the device until :func:`gpu_is_clean` (adaptive), or as ``config.mode`` says.
 
     Returns at once on a machine with no GPU. ``mode: fixed`` sleeps ``fixed_s`` first (the
     incident's fix) and ``mode: none`` only reads once (W&B's agent); both are kept for the
-    benchmarks that compare them.
+    benchmarks that compare them. ``others_mb`` is what other trials running on the same
+    device hold now: it is not this trial's residual.
     """
     pids = set(trial_pids)
     start = clock()
@@ -158,6 +160,8 @@ def wait_until_clean(
         return WaitResult(clock() - start, True, None, None, ())
     while True:
         used = device.used_mb()
+        if used is not None and others_mb is not None:
+            used -= others_mb()
         holders = tuple(sorted(pids & set(device.process_memory_mb())))
         elapsed = clock() - start
         clean = gpu_is_clean(used, baseline_mb, config.tolerance_mb, holders)

@@ -36,11 +36,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="validate and print the first trials' params and argv, run nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--project", metavar="NAME", help="W&B project of the trial runs")
+    parser.add_argument("--slots", type=int, metavar="N",
+                        help="run up to N trials at once (default: one per GPU, or 1)")
+    parser.add_argument("--gpus", metavar="0,1|all",
+                        help="GPUs to use, by NVML index; one slot each by default")
     parser.add_argument("--profile-leaks", action="store_true",
                         help="run trials with tracemalloc; top growing lines in leaks.txt")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
+    if args.slots is not None and args.slots < 1:
+        parser.error("--slots must be at least 1")
     if not args.sweep_config and not args.resume:
         parser.error("give --sweep-config FILE (or --resume SWEEP_ID)")
     return args
@@ -118,15 +124,16 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
 
 
 def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
-    from gpusweep.device import default_device
     from gpusweep.display import LiveDisplay, QuietDisplay
     from gpusweep.runner import SweepOptions, SweepRunner
+    from gpusweep.slots import choose_devices
 
+    devices = choose_devices(args.gpus)
     options = SweepOptions(log_dir=args.log_dir, count=args.count, resume=args.resume,
                            project=args.project or spec.project,
-                           profile_leaks=args.profile_leaks)
+                           profile_leaks=args.profile_leaks, slots=args.slots)
     display = QuietDisplay() if args.quiet else LiveDisplay()
-    runner = SweepRunner(spec, options, default_device(), display)
+    runner = SweepRunner(spec, options, devices, display)
     return runner.run()
 
 

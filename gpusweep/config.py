@@ -137,6 +137,27 @@ class FlappingConfig:
 
 
 @dataclass(frozen=True)
+class FitConfig:
+    """The memory model: predict each trial's peak from its params, and act on it."""
+
+    features: list[str] = field(default_factory=list)  # numeric params, dotted names
+    policy: Literal["off", "shrink", "skip"] = "off"
+    margin: float = 0.1  # keep this fraction of the prediction in reserve
+    key: str | None = None  # the param shrink halves (default: isolation.oom.key)
+    min: int = 1  # never shrink it below this
+    min_trials: int = 3  # ended trials needed before a prediction is acted on
+    budget_mb: float | None = None  # memory trials may use per device (default: its free)
+
+    def __post_init__(self) -> None:
+        _positive("margin", self.margin, allow_zero=True)
+        _positive("budget_mb", self.budget_mb)
+        _positive("min", self.min)
+        _positive("min_trials", self.min_trials)
+        if self.policy != "off" and not self.features:
+            raise ConfigError("features", f"policy {self.policy} needs the params to fit on")
+
+
+@dataclass(frozen=True)
 class IsolationConfig:
     """Our ``isolation:`` block; stripped before W&B's engine sees the sweep."""
 
@@ -150,6 +171,8 @@ class IsolationConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     leak: LeakConfig = field(default_factory=LeakConfig)
     flapping: FlappingConfig = field(default_factory=FlappingConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    pack: bool = False  # several slots on one device: admit a trial only when it fits
 
     def __post_init__(self) -> None:
         _positive("timeout_s", self.timeout_s)

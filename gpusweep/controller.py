@@ -69,13 +69,27 @@ class Controller:
         self._seed = seed
         self._early = spec.early_terminate is not None
         self._method = spec.method
+        self._ended: dict[str, sweeps.SweepRun] = {}  # ended trials never change: build once
+
+    def _engine_runs(self, runs: list[RunView]) -> list[sweeps.SweepRun]:
+        result = []
+        for view in runs:
+            if view.state in ("running", "pending"):
+                result.append(engine_run(view))
+                continue
+            cached = self._ended.get(view.name)
+            if cached is None or cached.state != view.state:
+                cached = self._ended[view.name] = engine_run(view)
+            result.append(cached)
+        return result
 
     def propose(self, runs: list[RunView]) -> dict[str, Any] | None:
         """The next trial's params (plain Python values), or None when the grid is done."""
         self._reseed(len(runs))
+        engine_runs = [] if self._method == "random" else self._engine_runs(runs)  # random: unread
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            suggestion = sweeps.next_run(self._config, [engine_run(r) for r in runs])
+            suggestion = sweeps.next_run(self._config, engine_runs)
         if suggestion is None:
             return None
         params = {k: to_python(v["value"]) for k, v in suggestion.config.items()}
@@ -89,7 +103,7 @@ class Controller:
             return []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            stopped = sweeps.stop_runs(self._config, [engine_run(r) for r in runs])
+            stopped = sweeps.stop_runs(self._config, self._engine_runs(runs))
         return [run.name for run in stopped]
 
     def _reseed(self, n_runs: int) -> None:

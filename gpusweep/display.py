@@ -20,6 +20,7 @@ _STATUS_STYLE = {
     "finished": "green",
     "stopped_early": "yellow",
     "running": "cyan",
+    "stopping": "cyan",
     "timeout": "magenta",
     "killed": "magenta",
 }
@@ -101,8 +102,10 @@ class LiveDisplay(QuietDisplay):
         self._last = 0.0
 
     def sweep_started(self, runner: Any) -> None:
+        devices = ", ".join(sorted({d.info.name for d in runner.devices}))
+        slots = f"{len(runner.slots)} slots on " if len(runner.slots) > 1 else ""
         self.console.print(f"sweep [bold]{runner.sweep_id}[/] ({runner.spec.method}) on "
-                           f"{runner.device.info.name}; records in {runner.sweep_dir}")
+                           f"{slots}{devices}; records in {runner.sweep_dir}")
         self._task = self._progress.add_task("sweep", total=planned_trials(runner),
                                              completed=len(runner.records))
         self._live = Live(self._render(runner), console=self.console, refresh_per_second=4,
@@ -145,23 +148,27 @@ class LiveDisplay(QuietDisplay):
         fixed = constant_params(runner.spec.engine.get("parameters", {}))
         for name, justify in (("#", "right"), ("run", "left"), ("params", "left"),
                               ("status", "left"), (metric, "right"), ("GPU MB", "right"),
-                              ("host MB", "right"), ("wait s", "right")):
+                              ("host MB", "right"), ("wait s", "right"), ("slot", "right")):
             table.add_column(name, justify=justify, no_wrap=name != "params")
         for i, record in enumerate(runner.records, 1):
             table.add_row(str(i), record.run, _params(record.params, fixed),
                           _status(record.status.value), _num(record.metric.best),
                           _num(record.gpu.peak_tree_mb, 0), _num(record.host.peak_rss_mb, 0),
-                          _num(record.cleanup.wait_s, 2))
-        trial = runner.running
-        if trial is not None and trial.monitor is not None:
+                          _num(record.cleanup.wait_s, 2), str(record.slot))
+        for trial in runner.running:
+            if trial.monitor is None:
+                continue
             peaks = trial.monitor.peaks
             values = trial.events.metric_values
+            status = "stopping" if trial.stopping else "running"
             table.add_row(str(len(runner.records) + 1), trial.run_id,
-                          _params(trial.params, fixed),
-                          _status("running"), _num(values[-1] if values else None),
-                          _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "")
+                          _params(trial.params, fixed), _status(status),
+                          _num(values[-1] if values else None),
+                          _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "",
+                          str(trial.slot))
         parts: list[Any] = [table, self._progress]
-        if with_tail and trial is not None:
+        if with_tail and runner.running and len(runner.slots) == 1:
+            trial = runner.running[0]
             parts.append(Text(_tail(trial.paths.output_log, self.tail_lines), style="dim"))
         return Group(*parts)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from gpusweep import params as params_
 from gpusweep.records import TrialRecord
 from gpusweep.status import TrialStatus
 
@@ -43,7 +44,13 @@ class Observation:
 
 @dataclass(frozen=True)
 class MemoryModel:
-    """A fitted power law: ``peak_mb = exp(intercept) * prod(params[f] ** exponent)``."""
+    """A fitted power law over a base:
+    ``peak_mb = base_mb + exp(intercept) * prod(params[f] ** exponent)``.
+
+    The base is what every trial holds whatever its size (the CUDA context, the interpreter,
+    the weights of a fixed model): without it the exponents come out too small and a model
+    fitted on small trials under-predicts the big ones, exactly the ones that matter.
+    """
 
     features: tuple[str, ...]  # the varied features the exponents belong to
     exponents: tuple[float, ...]
@@ -51,6 +58,7 @@ class MemoryModel:
     n: int  # trials fitted on
     source: str  # "gpu" or "host": which peak was fitted
     fixed: tuple[tuple[str, float], ...] = ()  # declared but not varied: in the constant
+    base_mb: float = 0.0
 
     def predict(self, params: Mapping[str, Any]) -> float | None:
         """Predicted peak in MB, or None when a feature is missing or not positive."""
@@ -60,14 +68,15 @@ class MemoryModel:
             if value is None or value <= 0:
                 return None
             total += exponent * math.log(value)
-        return math.exp(total)
+        return self.base_mb + math.exp(total)
 
     def describe(self) -> str:
         """The model as one readable line, e.g. ``peak GPU MB ~ 1.2 x batch^0.98 x hidden^1``."""
         terms = [f"{math.exp(self.intercept):.4g}"]
         terms += [f"{name}^{exponent:.2f}" for name, exponent
                   in zip(self.features, self.exponents, strict=True)]
-        text = f"peak {self.source} MB ~ " + " x ".join(terms)
+        base = f"{self.base_mb:.0f} + " if self.base_mb > 0 else ""
+        text = f"peak {self.source} MB ~ {base}" + " x ".join(terms)
         text += f"  (fit on {self.n} trial{'s' if self.n != 1 else ''})"
         if self.fixed:
             held = ", ".join(f"{name}={value:g}" for name, value in self.fixed)
@@ -76,33 +85,13 @@ class MemoryModel:
 
 
 def param_value(params: Mapping[str, Any], name: str) -> float | None:
-    """A numeric param by dotted name: a literal ``"a.b"`` key, else nested ``{a: {b: v}}``."""
-    value: Any = params.get(name) if name in params else _nested(params, name.split("."))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _nested(params: Mapping[str, Any], parts: list[str]) -> Any:
-    node: Any = params
-    for part in parts:
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
+    """A numeric param by dotted name (see :mod:`gpusweep.params`)."""
+    return params_.number(params, name)
 
 
 def with_param(params: Mapping[str, Any], name: str, value: Any) -> dict[str, Any]:
     """A copy of ``params`` with one (dotted) param replaced, in the form it was found in."""
-    copy = dict(params)
-    if name in copy or "." not in name:
-        copy[name] = value
-        return copy
-    head, rest = name.split(".", 1)
-    inner = copy.get(head)
-    copy[head] = with_param(inner if isinstance(inner, Mapping) else {}, rest, value)
-    return copy
+    return params_.replace(params, name, value)
 
 
 def peak_of(record: TrialRecord, source: str) -> float | None:
@@ -171,14 +160,37 @@ def fit(observed: Sequence[Observation], features: Sequence[str], source: str = 
     fixed = tuple((features[i], float(math.exp(x[0, i]))) for i in range(len(features))
                   if i not in varied)
     xv = x[:, varied]
-    mean_x, mean_y = xv.mean(axis=0), y.mean()
-    xc, yc = xv - mean_x, y - mean_y
-    gram = xc.T @ xc + ridge * len(y) * np.eye(len(varied))
-    beta = np.linalg.solve(gram, xc.T @ yc) if varied else np.zeros(0)
-    intercept = float(mean_y - mean_x @ beta)
+    best = (math.inf, 0.0, np.zeros(len(varied)), float(y.mean()))
+    for base in _base_candidates(np.exp(y), len(varied)):
+        beta, intercept = _power_law(xv, np.log(np.exp(y) - base), ridge)
+        predicted = np.log(base + np.exp(intercept + xv @ beta))
+        error = float(np.sum((predicted - y) ** 2))
+        if error < best[0] - 1e-12:
+            best = (error, base, beta, intercept)
+    _, base, beta, intercept = best
     return MemoryModel(features=tuple(features[i] for i in varied),
                        exponents=tuple(float(b) for b in beta), intercept=intercept,
-                       n=len(y), source=source, fixed=fixed)
+                       n=len(y), source=source, fixed=fixed, base_mb=float(base))
+
+
+def _base_candidates(peaks_mb: np.ndarray, n_features: int) -> list[float]:
+    """Bases to try: none, and fractions of the smallest peak once there are enough trials
+    to tell a base from an exponent (one more than the power law's own parameters)."""
+    if n_features == 0 or len(peaks_mb) < n_features + 2:
+        return [0.0]
+    smallest = float(peaks_mb.min())
+    return [0.0] + [smallest * f for f in np.linspace(0.05, 0.95, 19)]
+
+
+def _power_law(x: np.ndarray, log_y: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
+    """Ridge least squares of ``log_y`` on the columns of ``x`` (logs of the features)."""
+    if x.shape[1] == 0:
+        return np.zeros(0), float(log_y.mean())
+    mean_x, mean_y = x.mean(axis=0), log_y.mean()
+    xc, yc = x - mean_x, log_y - mean_y
+    gram = xc.T @ xc + ridge * len(log_y) * np.eye(x.shape[1])
+    beta = np.linalg.solve(gram, xc.T @ yc)
+    return beta, float(mean_y - mean_x @ beta)
 
 
 def fit_records(records: Iterable[TrialRecord], features: Sequence[str],
@@ -249,4 +261,4 @@ def shrink_to_fit(params: Mapping[str, Any], key: str,
 
 
 def _raw(params: Mapping[str, Any], name: str) -> Any:
-    return params[name] if name in params else _nested(params, name.split("."))
+    return params_.get(params, name)

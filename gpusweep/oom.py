@@ -6,11 +6,11 @@ scripts that do not use it, the output is searched for the messages PyTorch and 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterable
 from typing import Any
 
+from gpusweep import params as params_
 from gpusweep.config import OomConfig
 
 OOM_TYPES = frozenset({"OutOfMemoryError"})
@@ -32,45 +32,16 @@ def oom_line(error_events: Iterable[dict[str, Any]], output: str | None) -> str 
     return None
 
 
-def get_param(params: dict[str, Any], key: str) -> Any:
-    """``params[key]`` for a flat dotted name, else the nested path ``a.b.c``."""
-    if key in params:
-        return params[key]
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
-
-
-def set_param(params: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """A copy of ``params`` with ``key`` (flat dotted or nested) set to ``value``."""
-    result = copy.deepcopy(params)
-    if key in result:
-        result[key] = value
-        return result
-    node = result
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[last] = value
-    return result
-
-
 def backoff_params(params: dict[str, Any], config: OomConfig) -> dict[str, Any] | None:
     """The params of the retry after an OOM: ``key`` times ``factor``, rounded, >= ``min``.
 
     None when there is nothing smaller to try (the key is missing, not a number, or already
     at its minimum).
     """
-    try:
-        current = get_param(params, config.key)
-    except KeyError:
-        return None
-    if isinstance(current, bool) or not isinstance(current, (int, float)):
+    current = params_.number(params, config.key)
+    if current is None:
         return None
     smaller = max(config.min, round(current * config.factor))
     if smaller >= current:
         return None
-    return set_param(params, config.key, smaller)
+    return params_.replace(params, config.key, smaller)

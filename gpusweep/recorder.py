@@ -34,6 +34,7 @@ class SweepRecorder:
         self.dir = os.path.join(log_dir, sweep_id)
         self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
         self.records: list[TrialRecord] = []
+        self._rows: list[str] = []  # sweep.yaml rows already rendered, one per record
         self.histories: dict[str, list[dict[str, Any]]] = {}
         self.header = SweepHeader(
             id=sweep_id, name=spec.name, config=spec.raw, method=spec.method,
@@ -58,8 +59,14 @@ class SweepRecorder:
             write_yaml(os.path.join(self.dir, "config.yaml"), self.spec.raw)
 
     def views(self) -> list[RunView]:
-        """The engine's view of every ended trial."""
-        return [RunView(r.run, r.params, ENGINE_STATE[r.status], self.histories.get(r.run, []))
+        """The engine's view of every ended trial.
+
+        A grid point counts as done under the params the engine proposed, also when the
+        memory model ran the trial with a smaller batch (else the grid proposes it forever).
+        """
+        grid = self.spec.method == "grid"
+        return [RunView(r.run, (r.proposed if grid and r.proposed else r.params),
+                        ENGINE_STATE[r.status], self.histories.get(r.run, []))
                 for r in self.records]
 
     def trial_started(self, trial: RunningTrial, origin: str | None = None) -> None:
@@ -116,4 +123,4 @@ class SweepRecorder:
                                           wall_s=None if wall_s is None else round(wall_s, 3))
         with self._writing():
             rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
-                            self.spec.metric)
+                            self.spec.metric, self._rows)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpusweep.atomic import write_yaml
+from gpusweep.atomic import to_yaml, write_text, write_yaml
 from gpusweep.config import Metric
 from gpusweep.status import TrialStatus
 
@@ -27,6 +27,7 @@ class MetricSummary:
 @dataclass(frozen=True)
 class GpuRecord:
     device: str = "cpu"
+    index: int | None = None  # NVML index (PCI bus order); None without a GPU
     baseline_mb: float | None = None
     peak_used_mb: float | None = None
     peak_tree_mb: float | None = None
@@ -81,8 +82,13 @@ class TrialRecord:
     ended: str
     duration_s: float
     retry_of: str | None = None  # the OOM trial whose params this one retried, smaller
+    slot: int = 0  # which of the sweep's concurrent slots ran it
     reason: str | None = None  # why we stopped it, in words (limit passed, stall, ...)
     oom_line: str | None = None  # the line that showed a CUDA OOM
+    predicted_peak_mb: float | None = None  # the memory model's prediction at launch
+    prediction_error: float | None = None  # (predicted - actual) / actual, once it ended
+    fit_note: str | None = None  # what the memory model did (shrunk the batch, skipped)
+    proposed: dict[str, Any] | None = None  # the engine's params, when the model changed them
     metric: MetricSummary = field(default_factory=MetricSummary)
     gpu: GpuRecord = field(default_factory=GpuRecord)
     host: HostRecord = field(default_factory=HostRecord)
@@ -103,6 +109,9 @@ class TrialRecord:
             "gpu_peak_mb": _round(self.gpu.peak_tree_mb),
             "host_peak_mb": _round(self.host.peak_rss_mb),
             "wait_s": _round(self.cleanup.wait_s),
+            "slot": self.slot,
+            "device": self.gpu.device if self.gpu.index is None
+            else f"{self.gpu.index}: {self.gpu.device}",
         }
         if self.retry_of:
             row["retry_of"] = self.retry_of
@@ -145,13 +154,23 @@ def write_trial(path: str, record: TrialRecord) -> None:
 
 
 def write_sweep(path: str, header: SweepHeader, records: list[TrialRecord],
-                metric: Metric | None) -> None:
-    """Rewrite sweep.yaml with every trial so far and the totals."""
-    write_yaml(path, {
-        "sweep": _plain(dataclasses.asdict(header)),
-        "trials": [r.row() for r in records],
-        "totals": totals(records, metric),
-    })
+                metric: Metric | None, rendered_rows: list[str] | None = None) -> None:
+    """Rewrite sweep.yaml with every trial so far and the totals.
+
+    ``rendered_rows`` caches each trial's row as YAML text (a row never changes once its
+    trial ended): without it, a 500-trial sweep spends most of its time re-rendering rows.
+    """
+    rows = rendered_rows if rendered_rows is not None else []
+    for record in records[len(rows):]:
+        rows.append(render_row(record))
+    trials = "trials:\n" + "".join(rows) if rows else "trials: []\n"
+    write_text(path, to_yaml({"sweep": _plain(dataclasses.asdict(header))}) + trials
+               + to_yaml({"totals": totals(records, metric)}))
+
+
+def render_row(record: TrialRecord) -> str:
+    """One trial's row as the YAML list item it is in sweep.yaml's ``trials:``."""
+    return to_yaml([record.row()])
 
 
 def totals(records: list[TrialRecord], metric: Metric | None) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""The sweep loop: ask the engine, run one isolated trial, record it, repeat.
+"""The sweep loop: ask the engine, run isolated trials in their slots, record them, repeat.
 
-State lives in the journal and the records, never only in memory: ``--resume`` rebuilds the
-run list from the journal, ends what a dead orchestrator left running, and goes on.
+The main thread does all the deciding and all the record writing; each trial's ending (the
+tree stop with its grace period, the GPU wait) runs in a worker thread, so a slow stop in one
+slot never holds up the others. State lives in the journal and the records, never only in
+memory: ``--resume`` rebuilds the run list from the journal, ends what a dead orchestrator
+left running, and goes on.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import secrets
 import signal
 import string
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
+from gpusweep.admission import Admission, admit, with_prediction_error
 from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller, RunView
@@ -31,6 +37,7 @@ from gpusweep.lock import SweepLock
 from gpusweep.oom import backoff_params
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import CleanupRecord, TrialRecord
+from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
 
@@ -50,6 +57,7 @@ class SweepOptions:
     resume: str | None = None
     project: str | None = None
     profile_leaks: bool = False
+    slots: int | None = None  # default: one per device
 
 
 @dataclass(frozen=True)
@@ -65,25 +73,32 @@ class Pending:
 class SweepRunner:
     """Runs a validated sweep to its end (or to Ctrl-C) and returns the exit code."""
 
-    def __init__(self, spec: SweepSpec, options: SweepOptions, device: Device,
+    def __init__(self, spec: SweepSpec, options: SweepOptions, devices: list[Device],
                  display: Any) -> None:
         self.spec = spec
         self.options = options
-        self.device = device
+        self.devices = devices
         self.display = display
         self.sweep_id = options.resume or new_id()
         self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec)
         self.controller = Controller(spec, seed=self.sweep_id)
+        self.slots: list[Slot] = make_slots(options.slots, devices)
         self.pending: list[Pending] = []
         self.retry_depth: dict[str, int] = {}
-        self.running: RunningTrial | None = None
         self.launched = 0
-        self.baseline_mb: float | None = None
+        self.baselines: dict[int, float | None] = {}  # id(device) -> used MB before trial 1
         self._interrupted = False
+        self._exhausted = False
         self._wall_start = 0.0
         self._started_unix = 0.0
         self._lock = SweepLock(self.recorder.dir)
         self._ended_here: list[tuple[TrialStatus, float]] = []
+        self._pool = ThreadPoolExecutor(max_workers=len(self.slots),
+                                        thread_name_prefix="gpusweep-finish")
+
+    @property
+    def device(self) -> Device:
+        return self.devices[0]
 
     @property
     def sweep_dir(self) -> str:
@@ -94,14 +109,16 @@ class SweepRunner:
         return self.recorder.records
 
     @property
+    def running(self) -> list[RunningTrial]:
+        """Trials in a slot, running or being finished, in slot order."""
+        return [slot.trial for slot in self.slots if slot.trial is not None]
+
+    @property
     def wall_s(self) -> float:
         return time.monotonic() - self._wall_start
 
     def views(self) -> list[RunView]:
-        views = self.recorder.views()
-        if self.running is not None:
-            views.append(self.running.view())
-        return views
+        return self.recorder.views() + [trial.view() for trial in self.running]
 
     # -- public ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -118,71 +135,126 @@ class SweepRunner:
             if self.options.resume:
                 for entry in self.recorder.restore():
                     self._close_orphan(entry)
-            self.baseline_mb = self.device.used_mb()
+            self.baselines = {id(d): d.used_mb() for d in self.devices}
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
-            while not self._interrupted:
-                pending = self._next_trial()
-                if pending is None:
-                    break
-                self._run_trial(pending)
+            self._loop()
             if self._interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
         except SweepAborted as exc:
             state, code = "aborted", exc.exit_code
             self.display.message(str(exc))
         except BaseException:
-            state = "crashed"  # a bug of ours: the trial was still ended and recorded
+            state = "crashed"  # a bug of ours: the trials were still ended and recorded
             raise
         finally:
+            self._stop_all(StopReason.INTERRUPT)
+            self._pool.shutdown(wait=True)
             try:
                 self.recorder.write_sweep(state, self.wall_s)
             except SweepAborted:
                 pass  # the records cannot be written; those written before stay valid
             self._restore_signals(previous)
             self._lock.release()
+            gc.unfreeze()
             self.display.sweep_ended(self, state)
         return code
 
     # -- the loop ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        """Until the sweep is over: record ended trials, fill free slots, watch the running."""
+        while True:
+            self._collect_finished()
+            if self._interrupted:
+                return
+            for slot in self.slots:
+                if slot.free:
+                    self._launch(slot)
+            if not self.running:
+                return  # nothing running and nothing left to launch: the sweep is over
+            for slot in self.slots:
+                if slot.trial is not None and slot.finishing is None:
+                    self._watch(slot)
+            self.display.refresh(self)
+            self._idle()
+
+    def _idle(self) -> None:
+        """Sleep until a trial exits, a finish completes, or the next tick."""
+        running = [s.trial.pid for s in self.slots if s.trial and s.finishing is None]
+        finishing = [s.finishing for s in self.slots if s.finishing is not None]
+        if running:
+            wait_for_exit(running, TICK_S)
+        elif finishing:
+            wait_futures(finishing, timeout=TICK_S, return_when=FIRST_COMPLETED)
+
     def _next_trial(self) -> Pending | None:
-        """The next trial (re-runs and OOM retries first), or None when the sweep is over."""
+        """The next trial (re-runs and OOM retries first), or None for now.
+
+        The engine is not asked again once it said the sweep is done (a finished grid), but
+        an OOM retry can still arrive from a trial that is ending.
+        """
         if self.options.count is not None and self.launched >= self.options.count:
             return None
-        if self.spec.run_cap is not None and len(self.records) >= self.spec.run_cap:
+        started = len(self.records) + len(self.running)
+        if self.spec.run_cap is not None and started >= self.spec.run_cap:
             return None
         if self.pending:
             return self.pending.pop(0)
+        if self._exhausted:
+            return None
         params = self.controller.propose(self.views())
+        self._exhausted = params is None
         return None if params is None else Pending(params)
 
-    def _run_trial(self, pending: Pending) -> None:
-        trial = RunningTrial(run_id=new_id(), params=pending.params, spec=self.spec,
+    def _launch(self, slot: Slot) -> None:
+        pending = self._next_trial()
+        if pending is None:
+            return
+        admitted = self._admit(slot, pending)
+        if admitted.action == "wait":  # pack: let a neighbour on this device end first
+            self.pending.insert(0, pending)
+            return
+        if admitted.action == "skip":
+            self._record_skipped(slot, pending, admitted)
+            return
+        trial = RunningTrial(run_id=new_id(), params=admitted.params, spec=self.spec,
                              sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=self.device, project=self.options.project,
-                             retry_of=pending.retry_of, extra_env=self._trial_env())
-        self.running = trial
+                             device=slot.device, project=self.options.project,
+                             retry_of=pending.retry_of, extra_env=self._trial_env(),
+                             slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
+                             fit_note=admitted.reason,
+                             proposed=None if admitted.params == pending.params
+                             else pending.params)
         self.launched += 1
         self.retry_depth[trial.run_id] = pending.depth
         self.recorder.trial_started(trial, pending.origin)
-        reason: StopReason | None = None
         try:
             trial.start(dict(os.environ))
-            self.recorder.trial_running(trial)
-            self.display.trial_started(self, trial)
-            while not trial.exited(TICK_S):
-                if self._interrupted:
-                    reason = StopReason.INTERRUPT
-                    break
-                self._watch(trial)
-                if trial.stop_reason is not None:
-                    break
-                self.display.refresh(self)
         except BaseException:
-            reason = reason or StopReason.INTERRUPT
+            if trial.popen is not None:  # started, then failed: leave nothing behind
+                end_tree(trial.popen.pid, trial.token, (), self.spec.isolation.stop.grace_s)
             raise
-        finally:
-            self._finish(trial, reason)
+        slot.trial = trial
+        self.recorder.trial_running(trial)
+        self.display.trial_started(self, trial)
+
+    def _admit(self, slot: Slot, pending: Pending) -> Admission:
+        """The memory model's say on this trial (run as is, shrunk, wait, or skip)."""
+        return admit(pending.params, self.spec.isolation, self.records, slot.device,
+                     [t for t in self.running if t.device is slot.device and not t.stopping])
+
+    def _record_skipped(self, slot: Slot, pending: Pending, admitted: Admission) -> None:
+        """A trial predicted not to fit: recorded, never started."""
+        self.launched += 1
+        now = now_iso()
+        record = TrialRecord(
+            run=new_id(), params=admitted.params, status=TrialStatus.SKIPPED_NO_FIT,
+            exit_code=None, signal=None, started=now, ended=now, duration_s=0.0,
+            retry_of=pending.retry_of, slot=slot.index,
+            predicted_peak_mb=admitted.predicted_mb, fit_note=admitted.reason,
+            reason=admitted.reason)
+        self.recorder.trial_ended(record, [])
+        self.display.trial_ended(self, record)
 
     def _trial_env(self) -> dict[str, str]:
         env = {"GPUSWEEP_LEAK_WARMUP": str(self.spec.isolation.leak.warmup_steps)}
@@ -190,27 +262,50 @@ class SweepRunner:
             env["GPUSWEEP_PROFILE_LEAKS"] = "1"
         return env
 
-    def _watch(self, trial: RunningTrial) -> None:
-        """Read the trial's events; stop it for Hyperband, time, host memory or a stall."""
+    def _watch(self, slot: Slot) -> None:
+        """Read a trial's events; end it when it exited, or for Hyperband, time, host memory
+        or a stall."""
+        trial = slot.trial
         if trial.read_events() and trial.run_id in self.controller.to_stop(self.views()):
-            trial.stop(StopReason.HYPERBAND)
+            trial.request_stop(StopReason.HYPERBAND)
+        elif trial.exited():
+            pass
         elif trial.timed_out():
-            trial.stop(StopReason.TIMEOUT, f"ran past isolation.timeout_s "
-                       f"{self.spec.isolation.timeout_s:g} s")
+            trial.request_stop(StopReason.TIMEOUT, f"ran past isolation.timeout_s "
+                               f"{self.spec.isolation.timeout_s:g} s")
         elif verdict := trial.guard():
-            reason, text = verdict
-            if reason is StopReason.STALL:
-                trial.dump_stacks()
-            trial.stop(reason, text)
+            trial.request_stop(*verdict)
+        if trial.stopping:
+            self._begin_finish(slot)
 
-    def _finish(self, trial: RunningTrial, reason: StopReason | None) -> None:
-        """The finally of every trial: stop, clean, wait, record; then the sweep's guards."""
-        if reason is not None:
-            trial.stop(reason)
-        try:
-            record = trial.finish(self.baseline_mb)
-        finally:
-            self.running = None
+    def _begin_finish(self, slot: Slot) -> None:
+        """End the trial in a worker thread: tree stop, gc, the GPU wait, its record."""
+        trial = slot.trial
+        baseline = self.baselines.get(id(slot.device))
+        neighbours = [s.trial for s in self.slots
+                      if s.trial is not None and s is not slot and s.device is slot.device]
+
+        def others_mb() -> float:
+            pids: set[int] = set()
+            for other in neighbours:
+                pids |= other.pids()
+            usage = slot.device.process_memory_mb()
+            return sum(usage.get(pid, 0.0) for pid in pids)
+
+        slot.finishing = self._pool.submit(trial.finish, baseline,
+                                           others_mb if neighbours else None)
+
+    def _collect_finished(self) -> None:
+        """Record every trial whose finish completed (main thread only)."""
+        for slot in self.slots:
+            if slot.finishing is not None and slot.finishing.done():
+                trial, future = slot.trial, slot.finishing
+                slot.trial = slot.finishing = None
+                self._ended(trial, future)
+
+    def _ended(self, trial: RunningTrial, future: Future) -> None:
+        """Record one ended trial; then the sweep's own guards."""
+        record = with_prediction_error(future.result())
         self.recorder.trial_ended(record, trial.events.history)
         self.display.trial_ended(self, record)
         self._ended_here.append((record.status, time.time() - self._started_unix))
@@ -228,6 +323,23 @@ class SweepRunner:
                 f"{flapping.window_s:g} s: the environment looks broken, sweep stopped "
                 f"(isolation.flapping). Last trial {record.run} ended with:\n"
                 f"{record.error or '(no output)'}", EXIT_FLAPPING)
+
+    def _stop_all(self, reason: StopReason) -> None:
+        """End every trial still in a slot and record it (Ctrl-C, abort, or a bug of ours)."""
+        for slot in self.slots:
+            if slot.trial is not None and slot.finishing is None:
+                slot.trial.request_stop(reason)
+                self._begin_finish(slot)
+        for slot in self.slots:
+            if slot.finishing is not None:
+                trial, future = slot.trial, slot.finishing
+                slot.trial = slot.finishing = None
+                record = future.result()
+                try:
+                    self.recorder.trial_ended(record, trial.events.history)
+                except SweepAborted:
+                    continue  # the trial was ended; only its record could not be written
+                self.display.trial_ended(self, record)
 
     def _queue_oom_retry(self, record: TrialRecord) -> None:
         """Run the same params again with a smaller batch, up to ``max_retries`` times."""

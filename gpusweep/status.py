@@ -17,6 +17,7 @@ class TrialStatus(str, Enum):
     OOM = "oom"  # CUDA out of memory
     HOST_OOM = "host_oom"  # host RAM: our limit, the machine's margin, or the OOM killer
     STALLED = "stalled"  # no report and no CPU for isolation.stall_s
+    SKIPPED_NO_FIT = "skipped_no_fit"  # predicted not to fit in memory; never started
 
 
 class StopReason(str, Enum):
@@ -48,6 +49,7 @@ ENGINE_STATE = {
     TrialStatus.OOM: "failed",
     TrialStatus.HOST_OOM: "failed",
     TrialStatus.STALLED: "failed",
+    TrialStatus.SKIPPED_NO_FIT: "failed",
 }
 
 

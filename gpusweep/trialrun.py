@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,8 +63,16 @@ class RunningTrial:
         project: str | None,
         retry_of: str | None = None,
         extra_env: dict[str, str] | None = None,
+        slot: int = 0,
+        predicted_peak_mb: float | None = None,
+        fit_note: str | None = None,
+        proposed: dict[str, Any] | None = None,
     ) -> None:
         self.run_id = run_id
+        self.slot = slot
+        self.predicted_peak_mb = predicted_peak_mb
+        self.fit_note = fit_note
+        self.proposed = proposed  # the engine's params when the memory model changed them
         self.retry_of = retry_of
         self.extra_env = dict(extra_env or {})
         self.params = params
@@ -181,21 +190,33 @@ class RunningTrial:
             _wait_until_stable(self.paths.output_log, settle_s)
         return asked
 
-    def stop(self, reason: StopReason, text: str | None = None) -> None:
-        """End the whole tree now (polite signal, grace, kill); the first reason sticks."""
+    def request_stop(self, reason: StopReason, text: str | None = None) -> None:
+        """Mark the trial for stopping; :meth:`finish` ends the tree. The first reason sticks."""
         if self.stop_reason is None:
             self.stop_reason, self.reason_text = reason, text
-        self._end_tree()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None or self.t_exit is not None
 
     def view(self) -> RunView:
-        state = "running" if self.t_exit is None else "finished"
-        return RunView(self.run_id, self.params, state, list(self.events.history))
+        state = "finished" if self.stopping else "running"
+        params = self.proposed if self.proposed and self.spec.method == "grid" else self.params
+        return RunView(self.run_id, params, state, list(self.events.history))
 
     # -- the finally ---------------------------------------------------------------------
-    def finish(self, baseline_mb: float | None) -> TrialRecord:
-        """End the tree, reap, stop the monitor, gc, wait for a clean GPU; the record."""
+    def finish(self, baseline_mb: float | None,
+               others_mb: Callable[[], float] | None = None) -> TrialRecord:
+        """The ``finally`` of the trial: stacks first if it stalled, then end the whole tree,
+        reap, stop the monitor, gc, and wait until the GPU is clean; returns the record.
+
+        ``others_mb`` gives the GPU memory of other trials running on the same device, which
+        the wait leaves out (so one slot's trial never waits for its neighbour's memory).
+        """
         assert self.popen is not None and self.monitor is not None
         try:
+            if self.stop_reason is StopReason.STALL and self.t_exit is None:
+                self.dump_stacks()
             self._end_tree()
             self.popen.wait()
             self.exited()
@@ -207,9 +228,14 @@ class RunningTrial:
         trial_pids = {pid for pid, _ in self.monitor.seen}
         for end in self._ends:
             trial_pids.update(end.ended_pids)
-        waited = wait_until_clean(self.device, baseline_mb, trial_pids, self.spec.isolation.wait)
+        waited = wait_until_clean(self.device, baseline_mb, trial_pids, self.spec.isolation.wait,
+                                  others_mb=others_mb)
         self._unix["wait_end"] = time.time()
         return self._record(baseline_mb, waited)
+
+    def pids(self) -> set[int]:
+        """Every pid seen in this trial's tree (for the neighbours' GPU wait)."""
+        return {pid for pid, _ in self.monitor.seen} if self.monitor else set()
 
     def _end_tree(self) -> None:
         assert self.popen is not None and self.monitor is not None
@@ -249,12 +275,17 @@ class RunningTrial:
             ended=now_iso(),
             duration_s=round((self.t_exit or time.monotonic()) - self.t_start, 3),
             retry_of=self.retry_of,
+            slot=self.slot,
             reason=reason,
+            predicted_peak_mb=_r(self.predicted_peak_mb),
+            fit_note=self.fit_note,
+            proposed=self.proposed,
             oom_line=oom,
             metric=MetricSummary(self.events.metric_name, values[-1] if values else None, best,
                                  len(self.events.history)),
             gpu=GpuRecord(
                 device=self.device.info.name,
+                index=self.device.info.index,
                 baseline_mb=_r(baseline_mb),
                 peak_used_mb=_r(peaks.gpu_used_mb),
                 peak_tree_mb=_r(peaks.gpu_tree_mb),

@@ -16,8 +16,8 @@ class FakeDevice:
     is_gpu = True
 
     def __init__(self, readings: Sequence[float], holders: Sequence[dict[int, float]] = ({},),
-                 name: str = "FakeGPU", uuid: str = "GPU-fake-0000") -> None:
-        self.info = DeviceInfo(name=name, uuid=uuid, index=0, total_mb=16000.0)
+                 name: str = "FakeGPU", uuid: str = "GPU-fake-0000", index: int = 0) -> None:
+        self.info = DeviceInfo(name=name, uuid=uuid, index=index, total_mb=16000.0)
         self._readings = list(readings)
         self._holders = list(holders)
         self.reads = 0

@@ -64,3 +64,12 @@ def test_fixed_mode_sleeps_like_the_incident_fix():
 def test_none_mode_reads_once_and_reports_dirty():
     result, clock = wait(FakeDevice([3000.0]), WaitConfig(mode="none"))
     assert clock.sleeps == [] and not result.clean and result.residual_mb == 2000.0
+
+
+def test_memory_of_neighbours_on_the_same_device_is_not_this_trials_residual():
+    # Device: baseline 1000 MB + a neighbour trial's 3000 MB; this trial left nothing.
+    device = FakeDevice([4000.0])
+    clock = FakeClock()
+    result = wait_until_clean(device, 1000.0, {4242}, WaitConfig(), clock=clock,
+                              sleep=clock.sleep, others_mb=lambda: 3000.0)
+    assert result.clean and result.residual_mb == 0.0 and clock.sleeps == []

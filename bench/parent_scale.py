@@ -1,0 +1,80 @@
+"""The orchestrator's own footprint over 500 trivial trials: RSS growth and flat overhead.
+
+Each trial is ``true`` (no Python, no memory): what is left is the orchestrator. Its RSS is
+sampled from outside (psutil on its pid) once the first 50 trials ended and at the end; the
+per-trial overhead is the gap from one trial's exit to the next one's start (stop the tree,
+wait, write the records, ask the engine, launch), compared over the first and last 50.
+
+    python bench/parent_scale.py [--quick] [--json] [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, emit, median, trial_records  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--trials", type=int)
+    args = parser.parse_args()
+    trials = args.trials or (150 if args.quick else 500)
+    window = min(50, trials // 3)
+    config = {"method": "random", "run_cap": trials, "command": ["true", "${args}"],
+              "parameters": {"x": {"min": 0.0, "max": 1.0}},
+              "isolation": {"stop": {"grace_s": 1}}}
+    log_dir = tempfile.mkdtemp(prefix="gpusweep-scale-")
+    sweep_file = Path(log_dir) / "scale.yaml"
+    sweep_file.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config",
+                             str(sweep_file), "--log-dir", log_dir, "--quiet"], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    orchestrator = psutil.Process(proc.pid)
+    rss_after_window = None
+    peak_rss = 0.0
+    while proc.poll() is None:
+        try:
+            rss = orchestrator.memory_info().rss / 2**20
+        except psutil.Error:
+            break
+        peak_rss = max(peak_rss, rss)
+        if rss_after_window is None and _ended(log_dir) >= window:
+            rss_after_window = rss
+        time.sleep(0.05)
+    out = proc.communicate()[0]
+    sweep_dir = Path(out.split("records in ")[-1].strip())
+    records = trial_records(sweep_dir)
+    gaps = [b["timeline"]["start"] - a["timeline"]["exit"]
+            for a, b in zip(records, records[1:], strict=False)]
+    first, last = median(gaps[:window]), median(gaps[-window:])
+    emit({
+        "trials": len(records),
+        "window": window,
+        "orchestrator_rss_mb_after_first_window": round(rss_after_window or 0.0, 1),
+        "orchestrator_rss_mb_peak": round(peak_rss, 1),
+        "rss_growth_mb": round(peak_rss - (rss_after_window or peak_rss), 1),
+        "overhead_s_first_window_median": round(first, 4),
+        "overhead_s_last_window_median": round(last, 4),
+        "overhead_ratio_last_vs_first": round(last / first, 2) if first > 0 else None,
+    }, args.json)
+
+
+def _ended(log_dir: str) -> int:
+    return sum(1 for _ in Path(log_dir).glob("*/*/memory.yaml"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Before a launch: does the trial's predicted peak fit in what its device has free?
+
+Seed 003's recommendation, "predict peak memory": a power law fitted on the sweep's ended
+trials (:mod:`gpusweep.memfit`) predicts the next trial's peak; the policy then runs it,
+shrinks its batch until it fits, or skips it; with several slots on one device (``pack``) a
+trial that does not fit beside its running neighbours waits for one of them to end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gpusweep import memfit
+from gpusweep.config import FitConfig, IsolationConfig
+from gpusweep.device import Device
+from gpusweep.guards import available_mb
+from gpusweep.records import TrialRecord
+
+
+@dataclass(frozen=True)
+class Admission:
+    action: str  # "run" | "wait" | "skip"
+    params: dict[str, Any]
+    predicted_mb: float | None
+    free_mb: float | None
+    reason: str | None = None
+
+
+def free_for(total_free_mb: float | None, neighbours_growth_mb: Sequence[float]) -> float | None:
+    """Free memory for a new trial: what the device has free now, less what its running
+    neighbours are still predicted to grow by."""
+    if total_free_mb is None:
+        return None
+    return total_free_mb - sum(max(0.0, g) for g in neighbours_growth_mb)
+
+
+def decide(
+    params: Mapping[str, Any],
+    model: memfit.MemoryModel | None,
+    free_mb: float | None,
+    config: FitConfig,
+    shrink_key: str,
+    has_neighbours: bool,
+    pack: bool,
+) -> Admission:
+    """Run, wait or skip this trial, and with which params (``shrink`` may change them)."""
+    trusted = model is not None and model.n >= config.min_trials
+    predicted = model.predict(params) if model is not None else None
+    if not trusted or memfit.fits(predicted, config.margin, free_mb):
+        return Admission("run", dict(params), predicted, free_mb)
+    why = (f"predicted peak {predicted:.0f} MB + {config.margin:.0%} margin > "
+           f"{free_mb:.0f} MB free")
+    if pack and has_neighbours:
+        return Admission("wait", dict(params), predicted, free_mb, why)
+    if config.policy == "shrink":
+        smaller = memfit.shrink_to_fit(params, shrink_key, model.predict, free_mb,
+                                       config.margin, config.min)
+        if smaller is not None:
+            return Admission("run", smaller, model.predict(smaller), free_mb,
+                             f"{why}: {shrink_key} shrunk to "
+                             f"{memfit.param_value(smaller, shrink_key):g}")
+        return Admission("skip", dict(params), predicted, free_mb,
+                         f"{why}, even with {shrink_key} at {config.min}")
+    if config.policy == "skip":
+        return Admission("skip", dict(params), predicted, free_mb, why)
+    return Admission("run", dict(params), predicted, free_mb, why)
+
+
+def admit(params: Mapping[str, Any], isolation: IsolationConfig, records: Sequence[TrialRecord],
+          device: Device, neighbours: Sequence[Any]) -> Admission:
+    """Fit the model on the ended trials and decide for a trial about to start on ``device``,
+    beside the ``neighbours`` (running trials) already there."""
+    fit = isolation.fit
+    if not fit.features:
+        return Admission("run", dict(params), None, None)
+    model = memfit.fit_records(records, fit.features)
+    gpu = device.is_gpu and (model is None or model.source == "gpu")
+    growth, in_use = [], 0.0
+    for trial in neighbours:
+        peaks = trial.monitor.peaks if trial.monitor else None
+        now = ((peaks.gpu_tree_mb if gpu else peaks.rss_mb) if peaks else None) or 0.0
+        in_use += now
+        if trial.predicted_peak_mb is not None:
+            growth.append(trial.predicted_peak_mb - now)
+    if fit.budget_mb is not None:
+        free: float | None = fit.budget_mb - in_use
+    elif gpu:
+        used, total = device.used_mb(), device.info.total_mb
+        free = None if used is None or total is None else total - used
+    else:
+        free = available_mb()
+    key = fit.key or isolation.oom.key
+    return decide(params, model, free_for(free, growth), fit, key, bool(neighbours),
+                  isolation.pack)
+
+
+def with_prediction_error(record: TrialRecord) -> TrialRecord:
+    """The record with the memory model's error, now that the actual peak is known."""
+    if record.predicted_peak_mb is None:
+        return record
+    source = "gpu" if record.gpu.peak_tree_mb is not None else "host"
+    error = memfit.relative_error(record.predicted_peak_mb, memfit.peak_of(record, source))
+    if error is None:
+        return record
+    return dataclasses.replace(record, prediction_error=round(error, 4))
