@@ -137,3 +137,18 @@ def test_gpus_option_picks_devices_by_index():
     with pytest.raises(BadInput):
         choose_devices("all", [])
     assert choose_devices(None, [])[0].is_gpu is False
+
+
+def test_pack_starts_a_trial_only_when_it_fits_beside_its_neighbour(write_sweep, run_sweep):
+    # ballast.py holds batch_size MB here; 250 MB for two slots: two 160 MB trials never
+    # run side by side, the three small ones (before the model is trusted) may.
+    config = grid("tests/programs/ballast.py", {
+        "batch_size": {"values": [32, 48, 64, 160, 161]}, "hidden": {"value": 128},
+        "epochs": {"value": 2}, "sleep": {"value": 0.3}},
+        fit={"features": ["batch_size"], "budget_mb": 250, "min_trials": 3}, pack=True)
+    result = run_sweep(write_sweep(config), "--slots", "2")
+    assert result.returncode == 0, result.proc.stderr
+    big = [m for m in result.memories() if m["params"]["batch_size"] >= 160]
+    assert len(big) == 2 and all(m["status"] == "finished" for m in big)
+    assert all(m["predicted_peak_mb"] > 125 for m in big)
+    assert not overlapping(*big)
