@@ -25,5 +25,8 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+bench: venv
+	$(BIN)/python bench/run_all.py
+
 clean:
 	rm -rf $(VENV) log .pytest_cache .ruff_cache
