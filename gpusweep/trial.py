@@ -202,15 +202,4 @@ def _rss_mb() -> float | None:
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
     """Metrics as JSON-friendly Python values (tensors and numpy scalars via .item())."""
-    return {key: _to_python(value) for key, value in metrics.items()}
-
-
-def _to_python(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return value
-
+    return {key: _child.to_python(value) for key, value in metrics.items()}

@@ -134,11 +134,17 @@ def _write_trial_file(name: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _json_default(value: object) -> object:
+def to_python(value: object) -> object:
+    """A tensor or numpy scalar as a plain Python number (``.item()``); others unchanged."""
     item = getattr(value, "item", None)
     if callable(item):
         try:
             return item()
         except (TypeError, ValueError, RuntimeError):
             pass
-    return str(value)
+    return value
+
+
+def _json_default(value: object) -> object:
+    converted = to_python(value)
+    return converted if converted is not value else str(value)
