@@ -24,6 +24,7 @@ from gpusweep.recorder import SweepRecorder
 from gpusweep.records import CleanupRecord, TrialRecord
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.wandb_summary import publish_summary
 
 TICK_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -107,6 +108,7 @@ class SweepRunner:
             raise
         finally:
             self.recorder.write_sweep(state)
+            publish_summary(self.sweep_dir, state)  # the W&B summary run, in a subprocess
             self._restore_signals(previous)
             self.display.sweep_ended(self, state)
         return code
