@@ -145,6 +145,7 @@ def test_sigterm_lets_a_wandb_script_unwind(tmp_path):
 
 
 # -- the trial API's own run ------------------------------------------------------------------
+@pytest.mark.slow
 def test_trial_api_starts_a_run_on_first_report_and_finishes_it(tmp_path):
     code = """
         from gpusweep import trial

@@ -56,6 +56,7 @@ def cloud_sweep(tmp_path, monkeypatch, script, device=None, isolation=None):
     return sweep, api
 
 
+@pytest.mark.slow
 def test_run_stop_exit_from_the_server_run_isolated_trials(tmp_path, monkeypatch):
     sweep_dir = tmp_path / "log" / "sweep123"
     script = [
@@ -88,6 +89,7 @@ def test_run_stop_exit_from_the_server_run_isolated_trials(tmp_path, monkeypatch
     assert [h["loss"] for h in trial_run.history] == [1, 1]
 
 
+@pytest.mark.slow
 def test_exit_while_a_trial_runs_kills_its_whole_tree(tmp_path, monkeypatch):
     sweep_dir = tmp_path / "log" / "sweep123"
     script = [
@@ -102,6 +104,7 @@ def test_exit_while_a_trial_runs_kills_its_whole_tree(tmp_path, monkeypatch):
     assert api.summaries["team/proj/run1"]["cleanup/clean"] is True
 
 
+@pytest.mark.slow
 def test_a_dirty_gpu_with_on_dirty_abort_ends_the_agent(tmp_path, monkeypatch):
     script = [(always, [run_command("run1", SLEEPER, x=1, seconds=0.1)]),
               (gone("run1"), [run_command("run2", SLEEPER, x=2, seconds=0.1)])]
@@ -124,6 +127,7 @@ def test_what_wandbs_agent_counts_as_a_failure(status, exit_code, expected):
     assert run.returncode == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, expected", [
     (["--sweep-id", "team/proj/abc123"], "needs a W&B API key"),
     (["--wandb", "--sweep-config", "examples/wandb_script/sweep.yaml"], "needs a W&B API key"),
@@ -138,6 +142,7 @@ def test_cloud_mode_without_a_key_is_one_line_and_exit_2(tmp_path, args, expecte
     assert expected in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cloud_mode_without_network_is_one_line_and_exit_2(tmp_path):
     env = dict(os.environ, HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path),
                WANDB_API_KEY="x" * 40, WANDB_BASE_URL="https://api.wandb.invalid")
