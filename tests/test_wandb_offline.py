@@ -96,3 +96,17 @@ def test_wandb_disabled_writes_no_run_and_complete_records(write_sweep, tmp_path
     for row in record["trials"]:
         memory = yaml.safe_load((sweep_dir / row["run"] / "memory.yaml").read_text())
         assert memory["metric"]["reports"] == 3 and memory["host"]["peak_rss_mb"] > 0
+
+
+def test_wandb_sync_finds_every_run_of_the_sweep(offline_sweep, tmp_path):
+    """``wandb sync <sweep-dir>/wandb`` would upload the trials and the summary run (the
+    upload itself needs a network and is not tested; --dry-run lists what it would sync)."""
+    sweep_dir, record = offline_sweep
+    env = dict(os.environ, HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run",
+                           str(sweep_dir / "wandb")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    listed = proc.stdout + proc.stderr
+    assert "Would sync 3 run(s)" in listed, listed
+    for row in record["trials"]:
+        assert f"run-{row['run']}.wandb" in listed
