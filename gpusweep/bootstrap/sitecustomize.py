@@ -101,6 +101,10 @@ class _PatchingLoader:
     def exec_module(self, module: object) -> None:
         self._loader.exec_module(module)
         _remove_hook()
+        try:  # from now on wandb's module shows its own loader, not this wrapper
+            module.__loader__ = module.__spec__.loader = self._loader  # type: ignore[attr-defined]
+        except Exception:
+            pass
         try:
             patch_wandb(module)
         except Exception:
