@@ -19,6 +19,7 @@ fake API that answers wandb's own GraphQL calls); see README.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import subprocess
@@ -72,6 +73,8 @@ class IsolatedRun:
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self.sweep.terminating:  # SIGTERM: stop now rather than wait for the end
+                self.terminate()
             code = self.poll()
             if code is not None:
                 return code
@@ -178,6 +181,7 @@ class CloudSweep:
         self.running: RunningTrial | None = None
         self.baseline_mb: float | None = None
         self.aborted = False
+        self.terminating = False  # SIGTERM arrived: stop the running trial, then leave
         self.summary_errors: list[str] = []
         self._wall_start = time.monotonic()
 
@@ -197,6 +201,7 @@ class CloudSweep:
         """Work on the sweep until the server says exit, ``--count`` is reached or Ctrl-C."""
         self.recorder.prepare(resume=False)
         state, code = "finished", EXIT_OK
+        previous = self._trap_sigterm()
         try:
             self.baseline_mb = self.device.used_mb()
             self.display.sweep_started(self)
@@ -210,10 +215,24 @@ class CloudSweep:
             state = "crashed"
             raise
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             self.recorder.write_sweep(state)
             publish_summary(self.sweep_dir, state, self.environ)
             self.display.sweep_ended(self, state)
         return code
+
+    def _trap_sigterm(self) -> Any:
+        """SIGTERM (a scheduler, ``kill``) ends the agent like Ctrl-C does, but stops the
+        running trial at once (whole tree, cleanup, record) instead of waiting for it."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def terminate(signum: int, frame: Any) -> None:
+            self.terminating = True
+            raise ShutdownSignal(signum)
+
+        return signal.signal(signal.SIGTERM, terminate)
 
     def start_trial(self, run_id: str, params: dict[str, Any]) -> RunningTrial:
         """Start the isolated trial for one ``run`` command of the server."""
@@ -260,15 +279,24 @@ class CloudSweep:
 
 @contextlib.contextmanager
 def _interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C waits until a trial's finish and record are done, then takes effect."""
+    """Ctrl-C and SIGTERM wait until a trial's finish and record are done, then take effect
+    (each handler that was in place runs then, once)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for sig in dict.fromkeys(caught):
+        handler = previous[sig]
+        if callable(handler):
+            handler(sig, None)
+        elif sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), sig)

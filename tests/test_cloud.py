@@ -151,3 +151,46 @@ def test_cloud_mode_without_network_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "cannot reach the W&B server: api.wandb.invalid:443" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+CLOUD_MAIN = """
+import os, sys, wandb
+sys.path.insert(0, {tests!r})
+from fake_wandb_api import FakeWandbApi, run_command
+from gpusweep.cloud import CloudSweep
+from gpusweep.config import parse_sweep
+from gpusweep.device import NullDevice
+from gpusweep.display import QuietDisplay
+from gpusweep.runner import SweepOptions
+sweep_config = {sweep!r}
+api = FakeWandbApi(sweep_config, [(lambda states: True,
+                                   [run_command("run1", {sleeper!r}, x=1, seconds=60)])])
+wandb.Api = lambda *args, **kwargs: api
+sweep = CloudSweep(api=api, sweep_id="sweep123", entity="team", project="proj",
+                   spec=parse_sweep(dict(sweep_config, isolation={{"stop": {{"grace_s": 2}}}})),
+                   options=SweepOptions(log_dir={log_dir!r}, project="proj"),
+                   device=NullDevice(), display=QuietDisplay(),
+                   environ=dict(os.environ, WANDB_MODE="disabled"), poll_interval=0.1)
+sys.exit(sweep.run())
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_agent_stops_the_running_trial_and_exits_130(tmp_path):
+    log_dir = tmp_path / "log"
+    code = CLOUD_MAIN.format(tests=str(ROOT / "tests"), sweep=SWEEP, sleeper=SLEEPER,
+                             log_dir=str(log_dir))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    events = log_dir / "sweep123" / "run1" / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while not (events.exists() and events.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert events.exists(), "the trial never reported"
+    proc.terminate()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    record = yaml.safe_load((log_dir / "sweep123" / "sweep.yaml").read_text())
+    assert record["sweep"]["state"] == "interrupted"
+    assert [r["status"] for r in record["trials"]] == ["killed"]
+    assert processes_with_token(journal_tokens(log_dir / "sweep123")) == []
