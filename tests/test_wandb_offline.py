@@ -110,3 +110,26 @@ def test_wandb_sync_finds_every_run_of_the_sweep(offline_sweep, tmp_path):
     assert "Would sync 3 run(s)" in listed, listed
     for row in record["trials"]:
         assert f"run-{row['run']}.wandb" in listed
+
+
+def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_path):
+    """The trials' runs and the summary run live in subprocesses: the orchestrator process
+    never sets wandb up, never starts its service and never imports torch."""
+    sweep_file = write_sweep(quadratic_grid(parameters={"x": {"value": 3},
+                                                        "epochs": {"value": 2}}))
+    code = ("import sys, psutil; from gpusweep.cli import main; "
+            f"rc = main(['--sweep-config', {str(sweep_file)!r}, '--log-dir', "
+            f"{str(tmp_path / 'log')!r}, '--quiet']); "
+            "from wandb.sdk import wandb_setup; "
+            "print('SETUP', wandb_setup._singleton is not None); "
+            "print('SERVICE', [p.name() for p in psutil.Process().children(recursive=True)]); "
+            "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
+    env = dict(os.environ, WANDB_MODE="offline")
+    env.pop("WANDB_SWEEP_ID", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "SETUP False" in lines and "SERVICE []" in lines and "TORCH False" in lines
+    (sweep_dir,) = (tmp_path / "log").iterdir()
+    assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the summary run

@@ -42,7 +42,11 @@ _SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 
 
 def install() -> None:
-    """Every start-up step, each on its own: one failing never stops the others."""
+    """Every start-up step, each on its own: one failing never stops the others.
+
+    A new step (a stack dump on a signal with faulthandler, tracemalloc) is one more small
+    function here, added to this tuple; keep each cheap when its feature is not asked for.
+    """
     for step in (chain_shadowed_sitecustomize, watch_wandb_import):
         try:
             step()
