@@ -63,7 +63,8 @@ class IsolatedRun:
         if self.record is None:
             self.trial.read_events()
             if self.trial.timed_out():
-                self.trial.stop(StopReason.TIMEOUT)
+                self._stop(StopReason.TIMEOUT)
+                return self.returncode
             if not self.trial.exited():
                 self.sweep.display.refresh(self.sweep)
                 return None
@@ -102,9 +103,10 @@ class IsolatedRun:
         return code if code is not None and code > 0 else 1
 
     def _stop(self, reason: StopReason) -> None:
-        if self.record is None:
-            self.trial.stop(reason)
-            self._finish()
+        with _interrupts_deferred():  # a stop, once begun, ends with a record
+            if self.record is None:
+                self.trial.stop(reason)
+                self._finish()
 
     def _finish(self) -> None:
         with _interrupts_deferred():
