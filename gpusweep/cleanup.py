@@ -1,9 +1,12 @@
 """Ending a trial's whole process tree and waiting until its GPU memory is really back.
 
 ``end_tree`` is the one function every path that ends a trial uses (exit, crash, timeout,
-Hyperband, Ctrl-C): SIGTERM to the process group and to every process of the trial outside
-it, a grace period, SIGKILL, then a scan for escapees (processes that carry the trial's token
-in their environment or were seen in its tree, e.g. daemons that left with ``setsid``).
+Hyperband, Ctrl-C): SIGTERM to the process group, a grace period, SIGKILL, then the escapees
+(processes that carry the trial's token in their environment or were seen in its tree, e.g.
+daemons that left with ``setsid``) get the same within what is left of the grace period. The
+group goes first because some processes outside it serve it: wandb's service runs in its own
+session and must outlive the trial's ``finally`` (``run.finish()``) to write the run; it
+leaves on its own with the trial, and is only an escapee if it is still there afterwards.
 
 ``wait_until_clean`` replaces the incident's fixed ``sleep(5)``: it polls NVML until the
 device is within tolerance of the baseline measured before the first trial and no process of
@@ -28,7 +31,7 @@ ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
 
 @dataclass(frozen=True)
 class EndResult:
-    processes_killed: int  # processes of the trial still alive when the stop began
+    processes_killed: int  # processes of the trial we had to signal
     escapees_killed: int  # of those, the ones outside the trial's process group
     leftover: tuple[int, ...]  # pids that survived even SIGKILL (should be empty)
     ended_pids: tuple[int, ...] = ()
@@ -50,16 +53,19 @@ def end_tree(
     grace_s: float = 10.0,
     kill_wait_s: float = 5.0,
 ) -> EndResult:
-    """Stop every process of a trial: polite signal, grace period, SIGKILL, escapee sweep."""
+    """Stop every process of a trial: the group (polite signal, grace period, SIGKILL),
+    then what is left outside it (the same, within the rest of the grace period)."""
+    deadline = time.monotonic() + grace_s
     targets = find_trial_processes(pgid, token, seen)
     if not targets:  # the common case: the trial exited and left nothing behind
         return EndResult(processes_killed=0, escapees_killed=0, leftover=())
-    escapees = {p.pid for p in targets if _pgid(p.pid) != pgid}
-    _signal_all(targets, pgid, signal.SIGTERM)
-    survivors = _wait_gone(targets, grace_s)
-    if survivors:
-        _signal_all(survivors, pgid, signal.SIGKILL)
-        _wait_gone(survivors, kill_wait_s)
+    group = [p for p in targets if _pgid(p.pid) == pgid]
+    outside = [p for p in targets if _pgid(p.pid) != pgid]
+    _escalate(group, pgid, grace_s, kill_wait_s)
+    escaped = [p for p in outside if _alive(p)]
+    _escalate(escaped, None, max(0.0, deadline - time.monotonic()), kill_wait_s)
+    escapees = {p.pid for p in escaped}
+    killed = {p.pid for p in group} | escapees
     # Anything that forked during the grace period, or that we could not see before.
     ended = {p.pid for p in targets}
     for _ in range(3):
@@ -67,12 +73,25 @@ def end_tree(
         if not late:
             break
         escapees.update(p.pid for p in late)
+        killed.update(p.pid for p in late)
         ended.update(p.pid for p in late)
         _signal_all(late, None, signal.SIGKILL)
         _wait_gone(late, kill_wait_s)
     leftover = tuple(p.pid for p in find_trial_processes(pgid, token, seen))
-    return EndResult(processes_killed=len(ended), escapees_killed=len(escapees),
+    return EndResult(processes_killed=len(killed), escapees_killed=len(escapees),
                      leftover=leftover, ended_pids=tuple(sorted(ended)))
+
+
+def _escalate(procs: list[psutil.Process], pgid: int | None, grace_s: float,
+              kill_wait_s: float) -> None:
+    """SIGTERM, up to ``grace_s`` to leave, then SIGKILL for the survivors."""
+    if not procs:
+        return
+    _signal_all(procs, pgid, signal.SIGTERM)
+    survivors = _wait_gone(procs, grace_s)
+    if survivors:
+        _signal_all(survivors, pgid, signal.SIGKILL)
+        _wait_gone(survivors, kill_wait_s)
 
 
 def find_trial_processes(

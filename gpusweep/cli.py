@@ -42,13 +42,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GPUs to use, by NVML index; one slot each by default")
     parser.add_argument("--profile-leaks", action="store_true",
                         help="run trials with tracemalloc; top growing lines in leaks.txt")
+    parser.add_argument("--wandb", action="store_true",
+                        help="cloud mode: create the sweep on the W&B server and run its trials")
+    parser.add_argument("--sweep-id", metavar="ENTITY/PROJECT/ID",
+                        help="cloud mode: join this W&B sweep (from any number of machines)")
+    parser.add_argument("--entity", metavar="NAME", help="W&B entity (cloud mode)")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
-    if not args.sweep_config and not args.resume:
-        parser.error("give --sweep-config FILE (or --resume SWEEP_ID)")
+    if not args.sweep_config and not args.resume and not args.sweep_id:
+        parser.error("give --sweep-config FILE (or --resume SWEEP_ID, or --sweep-id ID)")
+    if (args.wandb or args.sweep_id) and (args.resume or args.dry_run):
+        parser.error("--resume and --dry-run are for local sweeps; the W&B server keeps the "
+                     "state of a cloud sweep")
+    if args.wandb and (args.sweep_id or not args.sweep_config):
+        parser.error("--wandb creates a sweep from --sweep-config FILE; to join one, give "
+                     "only --sweep-id")
     return args
 
 
@@ -60,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return report.main(argv[1:])
     args = parse_args(argv)
     try:
+        if args.wandb or args.sweep_id:
+            from gpusweep.cloud_cli import run_cloud
+
+            return run_cloud(args)
         spec = _load_spec(args)
         if args.dry_run:
             return dry_run(spec, args)

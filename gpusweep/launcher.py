@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep.device import Device
+from gpusweep.wandb_env import add_trial_wandb_env
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,14 @@ def trial_env(
     paths: TrialPaths,
     project: str | None,
     device: Device,
+    sweep_name: str | None = None,
 ) -> dict[str, str]:
-    """W&B's agent environment plus ours. Secrets in ``base`` pass through untouched."""
+    """W&B's agent environment plus ours. Secrets in ``base`` pass through untouched.
+
+    ``WANDB_SWEEP_ID`` only in cloud mode; see :mod:`gpusweep.wandb_env` for why.
+    """
     env = dict(base)
     env.update({
-        "WANDB_SWEEP_ID": sweep_id,
         "WANDB_RUN_ID": run_id,
         "WANDB_SWEEP_PARAM_PATH": paths.param_file,
         "WANDB_DIR": paths.sweep_dir,
@@ -135,6 +139,7 @@ def trial_env(
     env.setdefault("WANDB_MODE", "offline")
     if project:
         env["WANDB_PROJECT"] = project
+    add_trial_wandb_env(env, sweep_id=sweep_id, sweep_name=sweep_name)
     if device.is_gpu and device.info.uuid:
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = device.info.uuid

@@ -40,6 +40,7 @@ from gpusweep.records import CleanupRecord, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.wandb_summary import publish_summary
 
 TICK_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -154,6 +155,7 @@ class SweepRunner:
                 self.recorder.write_sweep(state, self.wall_s)
             except SweepAborted:
                 pass  # the records cannot be written; those written before stay valid
+            publish_summary(self.sweep_dir, state)  # the W&B summary run, in a subprocess
             self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()

@@ -2,9 +2,10 @@
 
 The orchestrator and the trial talk through the environment and files only (no shared
 memory): the launcher sets ``GPUSWEEP_EVENTS`` and the trial appends one JSON line per event
-to that file. Importing this module is cheap on purpose: it imports neither torch nor wandb,
-and only looks at them when the program already has (``sys.modules``), so a trial never pays
-for CUDA or W&B start-up it did not ask for.
+to that file. Importing this module is cheap on purpose: it imports neither torch nor wandb.
+It looks at torch only when the program already has (``sys.modules``), so a trial never pays
+for a CUDA start-up it did not ask for; wandb is imported at the first report, which also
+starts the trial's W&B run (``gpusweep.wandb_trial``; not with ``WANDB_MODE=disabled``).
 
 Typical use::
 
@@ -84,6 +85,7 @@ def report(step: int | None = None, **metrics: Any) -> None:
     _child.append_event(event)
     for hook in list(_hooks):
         hook(step, event["metrics"], memory)
+    _log_to_wandb(step, event["metrics"], memory)
     _child.leak_checkpoint(_reports)
     _reports += 1
 
@@ -125,12 +127,16 @@ def session() -> Iterator[None]:
     thread so the ``finally`` runs; the exception that ends the trial is reported first so the
     orchestrator can tell an OOM from any other failure.
     """
+    global _ending
     previous = _install_sigterm()
+    _ending = None
     try:
         yield
-    except Terminated:
+    except Terminated as exc:
+        _ending = exc
         raise
     except BaseException as exc:
+        _ending = exc
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             report_error(exc)
         raise
@@ -151,7 +157,28 @@ def add_report_hook(hook: Any, on_finish: Any = None) -> None:
         _finish_callbacks.append(on_finish)
 
 
+def add_finish_hook(on_finish: Any) -> None:
+    """Register a callable run once when :func:`session` ends."""
+    _finish_callbacks.append(on_finish)
+
+
+def ending_exception() -> BaseException | None:
+    """The exception that is ending :func:`session` (None on success), for finish hooks."""
+    return _ending
+
+
 _finish_callbacks: list[Any] = []
+_ending: BaseException | None = None
+
+
+def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> None:
+    """Every report also goes to the trial's W&B run (``gpusweep.wandb_trial``, imported on
+    first use): only inside a trial, and not with ``WANDB_MODE=disabled``."""
+    if not os.environ.get(EVENTS_ENV) or os.environ.get("WANDB_MODE") == "disabled":
+        return
+    from gpusweep import wandb_trial
+
+    wandb_trial.log(step, metrics, memory)
 
 
 def _finish_hooks() -> None:

@@ -107,7 +107,7 @@ class RunningTrial:
                                    argv_uses_json="${args_json_file}" in spec.command)
         env = launcher.trial_env(environ, sweep_id=self.sweep_id, run_id=self.run_id,
                                  token=self.token, paths=self.paths, project=self.project,
-                                 device=self.device)
+                                 device=self.device, sweep_name=spec.name)
         env.update(self.extra_env)
         self.started_iso = now_iso()
         self.t_start = self._last_activity = time.monotonic()

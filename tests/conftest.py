@@ -13,6 +13,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Trials started by tests run without W&B unless a test sets a mode itself (the W&B tests
+# do): an offline run per trial would cost every sweep test seconds of wandb start-up.
+os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 class SweepRun:
@@ -55,12 +58,17 @@ def write_sweep(tmp_path):
 
 @pytest.fixture
 def run_sweep(tmp_path):
-    def run(sweep_file: Path, *extra: str, timeout: float = 120) -> SweepRun:
+    """Run a sweep for real. W&B is off unless a test asks (``wandb_mode="offline"``): the
+    W&B tests cover the runs, and an offline run per trial costs each test seconds."""
+
+    def run(sweep_file: Path, *extra: str, timeout: float = 120,
+            wandb_mode: str = "disabled") -> SweepRun:
         log_dir = tmp_path / "log"
         proc = subprocess.run(
             [sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config", str(sweep_file),
              "--log-dir", str(log_dir), "--quiet", *extra],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            env=dict(os.environ, WANDB_MODE=wandb_mode))
         return SweepRun(proc, log_dir)
 
     return run

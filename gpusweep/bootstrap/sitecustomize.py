@@ -1,0 +1,312 @@
+"""gpusweep's start-up hook inside every trial process (stdlib only, fail-safe).
+
+The launcher puts this directory first on the trial's ``PYTHONPATH``, so Python imports this
+module at start-up (``site`` imports ``sitecustomize``). It must cost nothing when the trial
+never imports wandb, and it must never break a trial: every step is wrapped, and a failure
+only means that step is skipped.
+
+What it does, one small function each, all called from :func:`install`:
+
+- :func:`chain_shadowed_sitecustomize`: runs the ``sitecustomize`` that ours shadows (a
+  distribution's or one on the user's ``PYTHONPATH``), so the environment is set up as usual.
+- :func:`watch_wandb_import`: when (and only when) the trial imports ``wandb``, wraps
+  ``Run.log`` so that each ``wandb.log()`` also appends a report event to
+  ``GPUSWEEP_EVENTS``, in the format ``gpusweep.trial.report`` writes. That is how an
+  unmodified W&B script's metrics reach the orchestrator (Hyperband included) and how its
+  memory is recorded. ``wandb.init`` is wrapped so that secret values in ``sys.argv`` never
+  reach the run's metadata, and SIGTERM becomes ``SystemExit`` so a stopped script's run is
+  finished and written rather than lost.
+
+``wandb.log`` is rebound to ``run.log`` at ``wandb.init``, so the class method is patched,
+not the module function. The wrapper keeps the original as ``_gpusweep_original`` so that
+``gpusweep.trial`` (which writes its own events) can log to W&B without a second event.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+
+if TYPE_CHECKING:  # no typing work at trial start-up
+    from collections.abc import Callable
+    from typing import Any
+
+EVENTS_ENV = "GPUSWEEP_EVENTS"
+ORIGINAL_ATTR = "_gpusweep_original"
+_MB = 1024.0 * 1024.0
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Mirrors gpusweep.redact (this file may not import gpusweep): names that hold secrets.
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+
+
+def install() -> None:
+    """Every start-up step, each on its own: one failing never stops the others.
+
+    A new step (a stack dump on a signal with faulthandler, tracemalloc) is one more small
+    function here, added to this tuple; keep each cheap when its feature is not asked for.
+    """
+    for step in (chain_shadowed_sitecustomize, watch_wandb_import):
+        try:
+            step()
+        except Exception:  # a bootstrap must never break the trial
+            pass
+
+
+# -- the sitecustomize we shadow ---------------------------------------------------------
+def chain_shadowed_sitecustomize() -> None:
+    """Run the next ``sitecustomize`` on ``sys.path`` after ours, if there is one."""
+    import importlib.machinery  # already loaded by the interpreter: no cost
+
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = type(sys)(spec.name)  # importlib.util.module_from_spec, without importing it
+    module.__spec__, module.__loader__, module.__file__ = spec, spec.loader, spec.origin
+    spec.loader.exec_module(module)
+    globals()["shadowed"] = module  # keep it alive, as site would
+
+
+# -- wandb -------------------------------------------------------------------------------
+class _WandbImportHook:
+    """A meta-path finder that patches wandb right after its first import, then leaves.
+
+    Its ``find_spec`` returns at once for every other module name, so it costs one string
+    comparison per import.
+    """
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if fullname != "wandb":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
+
+
+class _PatchingLoader:
+    """Runs wandb's own loader, then patches the module (errors in patching are ignored)."""
+
+    def __init__(self, loader: object) -> None:
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: object) -> object:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: object) -> None:
+        self._loader.exec_module(module)
+        _remove_hook()
+        try:  # from now on wandb's module shows its own loader, not this wrapper
+            module.__loader__ = module.__spec__.loader = self._loader  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        try:
+            patch_wandb(module)
+        except Exception:
+            pass
+
+
+def watch_wandb_import() -> None:
+    """Patch wandb when the trial imports it (now, if it already has); only in a trial."""
+    if not os.environ.get(EVENTS_ENV):
+        return
+    if "wandb" in sys.modules:
+        patch_wandb(sys.modules["wandb"])
+    else:
+        sys.meta_path.insert(0, _WandbImportHook())
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _WandbImportHook)]
+
+
+def patch_wandb(wandb: object) -> None:
+    """Wrap ``Run.log`` (and the disabled mode's ``NoopRun.log``) and ``wandb.init``."""
+    run_classes = [wandb.sdk.wandb_run.Run]  # type: ignore[attr-defined]
+    try:
+        from wandb.sdk.lib.noop_run import NoopRun  # WANDB_MODE=disabled
+
+        run_classes.append(NoopRun)
+    except Exception:
+        pass
+    for cls in run_classes:
+        if "log" in vars(cls) and not hasattr(vars(cls)["log"], ORIGINAL_ATTR):
+            cls.log = _wrap_log(vars(cls)["log"])
+    init = wandb.init  # type: ignore[attr-defined]
+    if not hasattr(init, ORIGINAL_ATTR):
+        wandb.init = _wrap_init(init)  # type: ignore[attr-defined]
+    try:
+        exit_on_sigterm()
+    except Exception:
+        pass
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (the orchestrator's polite stop) raise ``SystemExit(143)``, so the script
+    unwinds and wandb finishes its run at exit; killed outright, the run's data is lost
+    (wandb's service leaves with its parent without writing it). Only where SIGTERM still
+    has its default action and only in the main thread: a script's own handler wins."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_exit)
+
+
+def _sigterm_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _wrap_log(original: Callable) -> Callable:
+    def log(self: Any, data: Any, step: Any = None, commit: Any = None, *args: Any,
+            **kwargs: Any) -> Any:
+        memory = None
+        implicit_step = getattr(self, "_local_step", None)
+        try:
+            memory = own_memory()
+            if isinstance(data, dict):
+                data = {**memory_metrics(memory), **data}
+        except Exception:
+            pass
+        result = original(self, data, step, commit, *args, **kwargs)
+        try:
+            report(data, step if step is not None else implicit_step, memory)
+        except Exception:
+            pass
+        return result
+
+    setattr(log, ORIGINAL_ATTR, original)
+    log.__doc__ = original.__doc__
+    log.__name__ = getattr(original, "__name__", "log")
+    return log
+
+
+def _wrap_init(original: Callable) -> Callable:
+    def init(*args: Any, **kwargs: Any) -> Any:
+        saved = sys.argv
+        try:
+            sys.argv = redacted(saved)
+        except Exception:
+            saved = None
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if saved is not None:
+                sys.argv = saved
+
+    setattr(init, ORIGINAL_ATTR, original)
+    init.__doc__ = original.__doc__
+    init.__name__ = getattr(original, "__name__", "init")
+    return init
+
+
+# -- the event ---------------------------------------------------------------------------
+def report(data: object, step: object, memory: dict | None) -> None:
+    """Append one report event (numeric metrics only) to ``GPUSWEEP_EVENTS``."""
+    path = os.environ.get(EVENTS_ENV)
+    metrics = numeric_metrics(data) if isinstance(data, dict) else {}
+    if not path or not metrics:
+        return
+    import json
+    import time
+
+    event = {"kind": "report", "t": time.time(), "step": _number(step), "metrics": metrics,
+             "memory": memory if memory is not None else own_memory()}
+    line = json.dumps(event) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+
+
+def numeric_metrics(data: dict, prefix: str = "") -> dict:
+    """Finite numbers of a ``wandb.log`` dict (nested dicts flattened with dots); media,
+    tables, strings and the ``memory/*`` figures we added are left out."""
+    out: dict = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(numeric_metrics(value, f"{name}."))
+            continue
+        if name.startswith("memory/"):
+            continue
+        number = _number(value)
+        if number is not None:
+            out[name] = number
+    return out
+
+
+def _number(value: object) -> float | int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if not isinstance(value, (int, float)):
+        item = getattr(value, "item", None)
+        if not callable(item) or getattr(value, "size", 1) not in (1, None):
+            return None
+        try:
+            value = item()
+        except Exception:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value
+
+
+def own_memory() -> dict:
+    """RSS, and torch's CUDA peaks when torch is imported and CUDA initialised.
+
+    Peaks are read, never reset: an unmodified script may read them itself. So for such a
+    script they are the peaks since start, not since the last report.
+    """
+    memory: dict = {"rss_mb": _rss_mb()}
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized():
+        memory["torch_peak_allocated_mb"] = cuda.max_memory_allocated() / _MB
+        memory["torch_peak_reserved_mb"] = cuda.max_memory_reserved() / _MB
+        memory["torch_allocated_mb"] = cuda.memory_allocated() / _MB
+    return memory
+
+
+def memory_metrics(memory: dict) -> dict:
+    """The dashboard names of a report's memory figures (absent ones are left out)."""
+    names = {"torch_peak_allocated_mb": "memory/gpu_allocated_mb",
+             "torch_peak_reserved_mb": "memory/gpu_reserved_mb", "rss_mb": "memory/rss_mb"}
+    return {names[k]: round(v, 1) for k, v in memory.items()
+            if k in names and isinstance(v, (int, float))}
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def redacted(argv: list) -> list:
+    """``argv`` with the values of secret-named environment variables masked."""
+    secrets = sorted({v for k, v in os.environ.items()
+                      if len(v) >= 4 and any(w in k.upper() for w in _SECRET_WORDS)},
+                     key=len, reverse=True)
+    out = []
+    for arg in argv:
+        for secret in secrets:
+            arg = arg.replace(secret, "***")
+        out.append(arg)
+    return out
+
+
+if __name__ == "sitecustomize":
+    install()

@@ -1,0 +1,153 @@
+"""The sweep's summary run: one W&B run (job_type ``sweep-summary``) written after the sweep.
+
+It carries what only the orchestrator knows (residual memory after each trial, the wait,
+whether cleanup was clean) to the dashboard: a W&B Table with one row per trial, the totals
+as its summary, and ``sweep.yaml`` as an artifact. It shares the trials' group and tag.
+
+The W&B work runs in a subprocess, ``python -m gpusweep.wandb_summary <sweep-dir>``, so the
+orchestrator never imports wandb or hosts its service; :func:`publish_summary` starts it,
+waits, and only warns if it fails: the records on disk are complete either way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+from gpusweep.wandb_env import data_dir, run_group
+
+JOB_TYPE = "sweep-summary"
+COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
+           "wait_s", "clean"]
+LOG_NAME = "summary-run.log"
+TIMEOUT_S = 300.0
+# Variables that would attach the summary run to a trial or a sweep; it is neither.
+_NOT_INHERITED = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH", "WANDB_RESUME",
+                  "WANDB_RUN_GROUP", "WANDB_TAGS", "WANDB_JOB_TYPE", "WANDB_NAME")
+
+
+# -- the orchestrator's side -------------------------------------------------------------
+def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None = None,
+                    timeout_s: float = TIMEOUT_S) -> bool:
+    """Write the summary run from a subprocess; False (and one warning line) if it failed.
+
+    Skipped with ``WANDB_MODE=disabled``, when no trial ended, and after a crash of ours.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if environ.get("WANDB_MODE") == "disabled" or state == "crashed":
+        return False
+    if not os.path.exists(os.path.join(sweep_dir, "sweep.yaml")):
+        return False
+    for name in _NOT_INHERITED:
+        environ.pop(name, None)
+    environ.setdefault("WANDB_MODE", "offline")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for python -m
+    environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
+    sweep_dir = os.path.abspath(sweep_dir)
+    environ.setdefault("WANDB_DATA_DIR", data_dir(sweep_dir))
+    log_path = os.path.join(sweep_dir, LOG_NAME)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "gpusweep.wandb_summary", sweep_dir],
+                                    env=environ, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = "timeout"
+    except OSError as exc:
+        code = f"{exc}"
+    if code == 0:
+        return True
+    print(f"warning: the W&B summary run was not written ({code}); see {log_path}",
+          file=sys.stderr, flush=True)
+    return False
+
+
+# -- the subprocess ----------------------------------------------------------------------
+def table_rows(sweep_dir: str) -> list[list[Any]]:
+    """One row per trial (in the order they ended), from the trials' memory.yaml files."""
+    sweep = _read(os.path.join(sweep_dir, "sweep.yaml")) or {}
+    rows = []
+    for entry in sweep.get("trials") or []:
+        record = _read(os.path.join(sweep_dir, str(entry["run"]), "memory.yaml")) or {}
+        gpu, host = record.get("gpu") or {}, record.get("host") or {}
+        cleanup = record.get("cleanup") or {}
+        rows.append([
+            entry["run"],
+            json.dumps(entry.get("params") or {}, sort_keys=True, default=str),
+            entry.get("status"),
+            (record.get("metric") or {}).get("best"),
+            gpu.get("peak_tree_mb"),
+            host.get("peak_rss_mb"),
+            gpu.get("residual_mb"),
+            cleanup.get("wait_s"),
+            cleanup.get("clean"),
+        ])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gpusweep.wandb_summary SWEEP_DIR``: write the summary run."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m gpusweep.wandb_summary SWEEP_DIR", file=sys.stderr)
+        return 2
+    sweep_dir = os.path.abspath(argv[0])
+    sweep = _read(os.path.join(sweep_dir, "sweep.yaml")) or {}
+    header = sweep.get("sweep") or {}
+    sweep_id = str(header.get("id") or os.path.basename(sweep_dir))
+    config = header.get("config") or {}
+    group = run_group(sweep_id, header.get("name"))
+
+    import wandb
+
+    run = wandb.init(
+        dir=sweep_dir, project=os.environ.get("WANDB_PROJECT") or config.get("project"),
+        entity=os.environ.get("WANDB_ENTITY") or config.get("entity"),
+        group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary",
+        config={"sweep_id": sweep_id, "method": header.get("method"),
+                "metric": header.get("metric"), "state": header.get("state"),
+                "sweep_config": config})
+    try:
+        run.log({"trials": wandb.Table(columns=COLUMNS, data=table_rows(sweep_dir))})
+        for key, value in _flat(sweep.get("totals") or {}).items():
+            run.summary[f"totals/{key}"] = value
+        artifact = wandb.Artifact(f"sweep-{sweep_id}", type="sweep-record",
+                                  description=f"sweep.yaml of sweep {sweep_id}")
+        artifact.add_file(os.path.join(sweep_dir, "sweep.yaml"), name="sweep.yaml")
+        run.log_artifact(artifact)
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+    run.finish()
+    return 0
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _read(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
