@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -30,7 +31,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from gpusweep.bootstrap import _gpusweep_child as _child
+# The bootstrap (sitecustomize) may have loaded the child runtime already, under its
+# top-level name: share that one instance, so its state (the stack-dump announcement, the
+# leak baseline) exists once per process.
+_child = sys.modules.get("_gpusweep_child") or importlib.import_module(
+    "gpusweep.bootstrap._gpusweep_child")
 
 EVENTS_ENV = "GPUSWEEP_EVENTS"
 TRIAL_DIR_ENV = "GPUSWEEP_TRIAL_DIR"

@@ -87,6 +87,15 @@ def test_stall_dumps_every_thread_stack_then_stops(write_sweep, run_sweep):
     no_leftovers(result)
 
 
+def test_stall_without_the_trial_api_still_gets_its_stacks_dumped(write_sweep, run_sweep):
+    result = run_sweep(write_sweep(sweep("stall_plain.py", {"x": {"values": [1]}}, stall_s=2)))
+    (record,) = result.memories()
+    assert record["status"] == "stalled"
+    log = (result.sweep_dir / record["run"] / "output.log").read_text()
+    assert "most recent call first" in log and "wait_forever" in log
+    no_leftovers(result)
+
+
 def test_leak_per_step_is_suspected_and_profiled(write_sweep, run_sweep):
     result = run_sweep(write_sweep(sweep("leak.py", {"steps": {"values": [10]}})),
                        "--profile-leaks")

@@ -15,16 +15,15 @@ gpusweep at all (through the bootstrap ``sitecustomize`` the launcher puts on th
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-import threading
-import time
 
 STACK_SIGNAL = signal.SIGUSR1
-_lock = threading.Lock()
-_state: dict = {"stack_pid": None, "baseline": None, "baseline_step": None}
+# Loaded at every trial's start-up by the bootstrap: json, threading and time are imported
+# when first needed, not here.
+_state: dict = {"stack_pid": None, "baseline": None, "baseline_step": None, "lock": None,
+                "reports": 0}
 
 
 def append_event(event: dict) -> None:
@@ -32,8 +31,13 @@ def append_event(event: dict) -> None:
     path = os.environ.get("GPUSWEEP_EVENTS")
     if not path:
         return
+    import json
+    import threading
+
+    if _state["lock"] is None:
+        _state["lock"] = threading.Lock()
     line = json.dumps(event, default=_json_default) + "\n"
-    with _lock, open(path, "a", encoding="utf-8") as handle:
+    with _state["lock"], open(path, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()
 
@@ -54,10 +58,25 @@ def install_stack_dump() -> bool:
         faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True)
     except (ImportError, ValueError, RuntimeError, OSError, AttributeError):
         return False
+    import time
+
     _state["stack_pid"] = os.getpid()
-    append_event({"kind": "stackdump", "t": time.time(), "pid": os.getpid(),
-                  "signal": STACK_SIGNAL.name})
+    # Written by hand, not with json: this runs at every trial's start-up.
+    _append_line(f'{{"kind": "stackdump", "t": {time.time():.3f}, "pid": {os.getpid()}, '
+                 f'"signal": "{STACK_SIGNAL.name}"}}\n')
     return True
+
+
+def _append_line(line: str) -> None:
+    """One short line in one write (O_APPEND keeps concurrent writers' lines whole)."""
+    path = os.environ.get("GPUSWEEP_EVENTS")
+    if not path:
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def profiling_leaks() -> bool:
@@ -77,9 +96,13 @@ def start_leak_profile() -> None:
         atexit.register(write_leak_report)
 
 
-def leak_checkpoint(report_index: int, warmup: int | None = None) -> None:
+def leak_checkpoint(report_index: int | None = None, warmup: int | None = None) -> None:
     """Take the first snapshot at the first report past the warm-up (the second point is
-    the trial's end, in :func:`write_leak_report`)."""
+    the trial's end, in :func:`write_leak_report`). Reports are counted here when the caller
+    does not give the index."""
+    if report_index is None:
+        report_index = _state["reports"]
+        _state["reports"] += 1
     if not profiling_leaks() or _state["baseline"] is not None:
         return
     import tracemalloc

@@ -9,6 +9,9 @@ What it does, one small function each, all called from :func:`install`:
 
 - :func:`chain_shadowed_sitecustomize`: runs the ``sitecustomize`` that ours shadows (a
   distribution's or one on the user's ``PYTHONPATH``), so the environment is set up as usual.
+- :func:`install_diagnostics`: every thread's stack on SIGUSR1 (faulthandler), so a stalled
+  trial's stacks reach its output.log before it is stopped, and with ``--profile-leaks``
+  tracemalloc from the first line (both in ``_gpusweep_child``, shared with the trial API).
 - :func:`watch_wandb_import`: when (and only when) the trial imports ``wandb``, wraps
   ``Run.log`` so that each ``wandb.log()`` also appends a report event to
   ``GPUSWEEP_EVENTS``, in the format ``gpusweep.trial.report`` writes. That is how an
@@ -47,11 +50,22 @@ def install() -> None:
     A new step (a stack dump on a signal with faulthandler, tracemalloc) is one more small
     function here, added to this tuple; keep each cheap when its feature is not asked for.
     """
-    for step in (chain_shadowed_sitecustomize, watch_wandb_import):
+    for step in (chain_shadowed_sitecustomize, install_diagnostics, watch_wandb_import):
         try:
             step()
         except Exception:  # a bootstrap must never break the trial
             pass
+
+
+# -- stack dumps and leak profiles -------------------------------------------------------
+def install_diagnostics() -> None:
+    """Stack dumps on SIGUSR1 and, when asked, tracemalloc: for any Python trial."""
+    if not os.environ.get(EVENTS_ENV):
+        return
+    import _gpusweep_child  # our sibling in this directory
+
+    _gpusweep_child.install_stack_dump()
+    _gpusweep_child.start_leak_profile()
 
 
 # -- the sitecustomize we shadow ---------------------------------------------------------
@@ -223,9 +237,14 @@ def report(data: object, step: object, memory: dict | None) -> None:
 
     event = {"kind": "report", "t": time.time(), "step": _number(step), "metrics": metrics,
              "memory": memory if memory is not None else own_memory()}
-    line = json.dumps(event) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
+    try:
+        import _gpusweep_child
+    except ImportError:  # this file copied alone somewhere: write the line ourselves
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(event) + "\n")
+        return
+    _gpusweep_child.append_event(event)
+    _gpusweep_child.leak_checkpoint()
 
 
 def numeric_metrics(data: dict, prefix: str = "") -> dict:
