@@ -155,14 +155,14 @@ class LiveDisplay(QuietDisplay):
                           _status(record.status.value), _num(record.metric.best),
                           _num(record.gpu.peak_tree_mb, 0), _num(record.host.peak_rss_mb, 0),
                           _num(record.cleanup.wait_s, 2), str(record.slot))
-        for trial in runner.running:
+        for number, trial in enumerate(runner.running, len(runner.records) + 1):
             if trial.monitor is None:
                 continue
             peaks = trial.monitor.peaks
             values = trial.events.metric_values
             status = "stopping" if trial.stopping else "running"
-            table.add_row(str(len(runner.records) + 1), trial.run_id,
-                          _params(trial.params, fixed), _status(status),
+            table.add_row(str(number), trial.run_id, _params(trial.params, fixed),
+                          _status(status),
                           _num(values[-1] if values else None),
                           _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "",
                           str(trial.slot))
