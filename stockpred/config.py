@@ -146,14 +146,6 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def __post_init__(self) -> None:
-        _check("data.dir", self.data.source != "csv" or bool(self.data.dir),
-               "data.source is csv: set data.dir to the CSV directory")
-        if self.split.embargo is not None:
-            least = self.min_embargo
-            _check("split.embargo", self.split.embargo >= least,
-                   f"must be at least target.horizon + features.window = {least}")
-
     @property
     def min_embargo(self) -> int:
         return self.target.horizon + self.features.window
@@ -176,17 +168,28 @@ def load_config(path: str, overrides: list[tuple[str, str]] = ()) -> Config:
         config = from_dict(Config, raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.key}" if exc.key else path, exc.message) from None
-    return apply_overrides(config, overrides)
+    return apply_overrides(config, overrides)  # also runs check()
 
 
 def apply_overrides(config: Config, overrides: list[tuple[str, str]]) -> Config:
-    """Apply dotted overrides; every error names the full dotted key as given."""
+    """Apply dotted overrides, then the checks across sections; errors name the key."""
     for dotted, text in overrides:
         try:
             config = override(config, dotted, text)
         except ConfigError as exc:
             raise ConfigError(f"--{dotted}", exc.message) from None
+    check(config)
     return config
+
+
+def check(config: Config) -> None:
+    """Rules that span sections, checked once all overrides are in (their order is free)."""
+    _check("data.dir", config.data.source != "csv" or bool(config.data.dir),
+           "data.source is csv: set data.dir to the CSV directory")
+    if config.split.embargo is not None:
+        least = config.min_embargo
+        _check("split.embargo", config.split.embargo >= least,
+               f"must be at least target.horizon + features.window = {least}")
 
 
 def parse_overrides(tokens: list[str]) -> list[tuple[str, str]]:

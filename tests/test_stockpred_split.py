@@ -52,7 +52,7 @@ def test_validation_is_about_the_asked_fraction(cache):
 def test_embargo_shorter_than_horizon_plus_window_is_refused():
     with pytest.raises(ConfigError) as info:
         apply_overrides(Config(), [("split.embargo", "10")])
-    assert "--split.embargo" in str(info.value) and "at least" in str(info.value)
+    assert "split.embargo: must be at least" in str(info.value)
     assert Config().embargo == Config().target.horizon + Config().features.window
 
 
