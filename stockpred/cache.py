@@ -192,14 +192,23 @@ def _describe(tickers: list, adjusted: bool) -> list[str]:
 class WindowDataset(Dataset):
     """Batches of windows read straight from the memmap; index with a list of window ids.
 
-    Holds only numpy arrays (no Python object per window), so forked workers never copy it.
+    Holds only numpy arrays (no Python object per window), so forked workers never copy it;
+    pickled (spawn or forkserver workers) it carries the memmap's path, not its contents.
     """
 
     def __init__(self, cache: WindowCache, windows: np.ndarray) -> None:
+        self.path = os.path.join(cache.path, "features.npy")
         self.features = cache.features
         self.starts = np.ascontiguousarray(cache.starts[windows])
         self.targets = np.ascontiguousarray(cache.targets[windows])
         self.steps = np.arange(cache.window, dtype=np.int64)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "features"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.features = np.load(self.path, mmap_mode="r")
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -1,6 +1,7 @@
 """The window cache: a hit is reused, any config or data change misses, batches are exact."""
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -106,3 +107,24 @@ def test_close_only_csvs_train_without_open_high_low_volume(tmp_path):
     assert "open" not in cache.feature_names and "close" in cache.feature_names
     dropped = [n for n in cache.meta["notes"] if n.startswith("features dropped")]
     assert dropped and "atr_14 (needs high, low)" in dropped[0]
+
+
+def test_a_pickled_dataset_carries_the_memmap_path_not_its_contents(tmp_path):
+    cache, _ = load_or_build(tiny(tmp_path), log=lambda m: None)
+    dataset = WindowDataset(cache, np.arange(len(cache)))
+    blob = pickle.dumps(dataset)
+    assert len(blob) < cache.features.nbytes / 4
+    copy = pickle.loads(blob)
+    assert isinstance(copy.features, np.memmap)
+    for a, b in zip(dataset[[0, 5, 9]], copy[[0, 5, 9]], strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_loader_workers_read_the_same_batches(tmp_path):
+    cache, _ = load_or_build(tiny(tmp_path), log=lambda m: None)
+    dataset = WindowDataset(cache, np.arange(len(cache)))
+    plain = [y for _, y in make_loader(dataset, 64, shuffle=False)]
+    workers = [y for _, y in make_loader(dataset, 64, shuffle=False, num_workers=2)]
+    assert len(plain) == len(workers)
+    for a, b in zip(plain, workers, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
