@@ -149,3 +149,20 @@ def test_inspect_of_a_bad_file_exits_2_naming_it(tmp_path, capsys):
     write(tmp_path, "bad.csv", "Date,Close\n2020-01-02,x\n")
     assert data.main(["inspect", str(tmp_path)]) == 2
     assert "bad.csv: row 2: close is not a number" in capsys.readouterr().err
+
+
+def test_download_without_a_downloader_says_what_to_install(capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("yfinance") or importlib.util.find_spec("FinanceDataReader"):
+        pytest.skip("a downloader is installed; this test is about its absence")
+    assert data.main(["download", "AAPL"]) == 2
+    assert "pip install yfinance" in capsys.readouterr().err
+
+
+def test_synth_writes_yahoo_csvs_that_load_back(tmp_path):
+    assert data.main(["synth", str(tmp_path), "--tickers", "2", "--days", "120"]) == 0
+    tickers = data.load_dir(str(tmp_path), adjust=False)
+    assert [t.name for t in tickers] == ["SYN0000", "SYN0001"]
+    (_, frame), _ = synthetic_market(2, 120, seed=0)
+    np.testing.assert_allclose(tickers[0].frame["close"], frame["close"], rtol=1e-5)

@@ -120,7 +120,8 @@ def test_train_tool_writes_result_checkpoint_and_reports(tmp_path, monkeypatch):
     val = [e["metrics"]["val_mae"] for e in reports]
     assert result["val_mae"] == min(val) and result["best_epoch"] == 1 + val.index(min(val))
     assert result["baseline_mae"] == reports[0]["metrics"]["baseline_mae"]
-    assert result["epochs"] == 2 and result["peak_gpu_mb"] is None
+    assert result["epochs"] == 2 and result["finished"] is True
+    assert result["peak_gpu_mb"] is None
     assert result["peak_rss_mb"] > 50 and result["train_seconds"] > 0
     assert result["config"]["model"]["arch"] == "lstm"
     data = result["data"]

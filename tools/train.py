@@ -83,10 +83,22 @@ def train(config, output_dir: str) -> dict:
     say(f"model {config.model.arch}: {n_params} parameters, {total_steps} steps")
 
     # -- the loop: one report per epoch (Hyperband's unit) ------------------------------------
+    # result.yaml is rewritten (atomically) every epoch, so a trial that Hyperband stops
+    # still leaves its record; "finished" says whether the loop ran to its end.
     os.makedirs(output_dir, exist_ok=True)
     checkpoint = os.path.join(output_dir, "best.pt")
+    result_path = os.path.join(output_dir, "result.yaml")
+    result = {
+        "val_mae": None, "baseline_mae": baseline_mae, "best_epoch": None, "epochs": 0,
+        "train_seconds": 0.0, "peak_gpu_mb": None, "peak_rss_mb": None, "finished": False,
+        "device": str(device),
+        "data": {"tickers": len(cache.meta["tickers"]), "rows": cache.meta["rows"],
+                 "windows": len(cache), "features": cache.feature_names,
+                 "cache": {"path": cache.path, "hit": hit}, "split": split.summary()},
+        "config": to_dict(config),
+    }
     stopper = engine.EarlyStopping(config.train.patience)
-    peak_gpu, epochs_run, train_start = None, 0, time.monotonic()
+    peak_gpu, train_start = None, time.monotonic()
     for epoch in range(config.train.epochs):
         engine.reset_gpu_peak(device)
         t0 = time.monotonic()
@@ -99,11 +111,16 @@ def train(config, output_dir: str) -> dict:
             peak_gpu = max(peak_gpu or 0.0, epoch_gpu)
         trial.report(step=epoch, val_mae=val_mae, train_mae=train_mae,
                      baseline_mae=baseline_mae, lr=lr)
-        epochs_run = epoch + 1
         if stopper.update(epoch, val_mae):
             engine.save_checkpoint(checkpoint, {
                 "model": model.state_dict(), "epoch": epoch, "val_mae": val_mae,
                 "feature_names": cache.feature_names, "config": to_dict(config)})
+        result.update({
+            "val_mae": stopper.best, "best_epoch": stopper.best_epoch + 1, "epochs": epoch + 1,
+            "train_seconds": round(time.monotonic() - train_start, 2),
+            "peak_gpu_mb": None if peak_gpu is None else round(peak_gpu, 1),
+            "peak_rss_mb": round(engine.peak_rss_mb(), 1)})
+        write_yaml(result_path, result)
         say(f"epoch {epoch + 1}/{config.train.epochs} train_mae {train_mae:.4f} "
             f"val_mae {val_mae:.4f} baseline_mae {baseline_mae:.4f} lr {lr:.2e} "
             f"{time.monotonic() - t0:.1f}s rss {engine.rss_mb():.0f}MB"
@@ -113,22 +130,10 @@ def train(config, output_dir: str) -> dict:
             break
 
     # -- result -----------------------------------------------------------------------------
-    result = {
-        "val_mae": stopper.best, "baseline_mae": baseline_mae,
-        "best_epoch": stopper.best_epoch + 1, "epochs": epochs_run,
-        "train_seconds": round(time.monotonic() - train_start, 2),
-        "peak_gpu_mb": None if peak_gpu is None else round(peak_gpu, 1),
-        "peak_rss_mb": round(engine.peak_rss_mb(), 1),
-        "device": str(device),
-        "data": {"tickers": len(cache.meta["tickers"]), "rows": cache.meta["rows"],
-                 "windows": len(cache), "features": cache.feature_names,
-                 "cache": {"path": cache.path, "hit": hit}, "split": split.summary()},
-        "config": to_dict(config),
-    }
-    write_yaml(os.path.join(output_dir, "result.yaml"), result)
-    say(f"result: val_mae {stopper.best:.4f} baseline_mae {baseline_mae:.4f} "
-        f"best_epoch {stopper.best_epoch + 1} epochs {epochs_run} "
-        f"-> {os.path.join(output_dir, 'result.yaml')}")
+    result["finished"] = True
+    write_yaml(result_path, result)
+    say(f"result: val_mae {result['val_mae']:.4f} baseline_mae {baseline_mae:.4f} "
+        f"best_epoch {result['best_epoch']} epochs {result['epochs']} -> {result_path}")
     return result
 
 
