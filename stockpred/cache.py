@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from stockpred import features as feats
 from stockpred import target as tgt
 from stockpred.data import DataError, common_columns, csv_files, load_market
+
+if TYPE_CHECKING:
+    from stockpred.config import Config, DataConfig
 
 CACHE_VERSION = 1  # bump when features, target or cleaning code changes what is cached
 ARRAYS = ("features", "dates", "offsets", "starts", "targets")
@@ -60,7 +63,7 @@ class WindowCache:
         return len(self.starts)
 
 
-def source_identity(data: Any) -> Any:
+def source_identity(data: DataConfig) -> dict[str, Any]:
     """What the raw data is: the synthetic market's parameters or each file's sha256."""
     if data.source == "synthetic":
         return {"synthetic": [data.tickers, data.days, data.seed, data.signal]}
@@ -74,7 +77,7 @@ def source_identity(data: Any) -> Any:
     return {"csv": files}
 
 
-def cache_key(config: Any) -> str:
+def cache_key(config: Config) -> str:
     """sha256 over the data's identity and the feature, window and target config."""
     payload = {
         "version": CACHE_VERSION,
@@ -89,7 +92,8 @@ def cache_key(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_or_build(config: Any, log: Callable[[str], None] = print) -> tuple[WindowCache, bool]:
+def load_or_build(config: Config,
+                  log: Callable[[str], None] = print) -> tuple[WindowCache, bool]:
     """The cache for ``config``: opened if it exists (hit), else built first (miss)."""
     key = cache_key(config)
     path = os.path.join(config.data.cache_dir, key[:24])
@@ -118,7 +122,7 @@ def open_cache(path: str) -> WindowCache:
     return WindowCache(path=path, meta=meta, **arrays)
 
 
-def build(config: Any, out: str, key: str, log: Callable[[str], None]) -> None:
+def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> None:
     """Load and clean the data, compute features and targets, write the arrays to ``out``."""
     started = time.monotonic()
     tickers = load_market(config.data)

@@ -21,9 +21,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from stockpred.config import DataConfig
 
 PRICES = ("open", "high", "low", "close")
 OPTIONAL = ("open", "high", "low", "volume")
@@ -253,7 +257,7 @@ def _finish(ticker: Ticker, adjust: bool) -> Ticker:
     return ticker
 
 
-def load_market(data_config: object) -> list[Ticker]:
+def load_market(data_config: DataConfig) -> list[Ticker]:
     """The tickers a ``DataConfig`` names: the synthetic market or a CSV directory."""
     if data_config.source == "csv":
         return load_dir(data_config.dir, data_config.adjust_splits)

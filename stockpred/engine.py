@@ -13,9 +13,13 @@ import os
 import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from stockpred.config import TrainConfig
 
 _MB = 1024.0 * 1024.0
 
@@ -48,7 +52,7 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, train: object) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on matrices only (not on biases and LayerNorm gains)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     plain = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -57,7 +61,7 @@ def make_optimizer(model: nn.Module, train: object) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=train.lr)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, train: object,
+def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Warmup over ``warmup_ratio`` of all steps (seed 001: ~1% beat ~10%), then cosine."""
     warmup = max(1, round(train.warmup_ratio * total_steps)) if train.warmup_ratio else 0

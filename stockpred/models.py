@@ -7,8 +7,13 @@ is a probability-like value in (0, 1).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from stockpred.config import ModelConfig
 
 
 class Head(nn.Module):
@@ -66,7 +71,7 @@ class CNNRNNModel(nn.Module):
         return self.head(self.rnn(z)[0])
 
 
-def build_model(model_config: object, n_features: int) -> nn.Module:
+def build_model(model_config: ModelConfig, n_features: int) -> nn.Module:
     """The architecture ``model.arch`` names."""
     c = model_config
     if c.arch == "gru":

@@ -14,12 +14,17 @@ much it flatters and always warns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stockpred.cache import WindowCache
 from stockpred.data import DataError
+
+if TYPE_CHECKING:
+    from stockpred.config import Config
 
 SHUFFLE_WARNING = ("warning: split.mode=shuffle puts overlapping windows of the same days in "
                    "train and validation; val_mae is flattered (use walk_forward)")
@@ -65,7 +70,8 @@ def shuffled(n_windows: int, val_fraction: float, seed: int) -> Split:
     return Split(np.sort(order[n_val:]), np.sort(order[:n_val]), "shuffle")
 
 
-def make_split(cache: WindowCache, config: object, warn=print) -> Split:
+def make_split(cache: WindowCache, config: Config,
+               warn: Callable[[str], None] = print) -> Split:
     """The split the config asks for."""
     if config.split.mode == "shuffle":
         warn(SHUFFLE_WARNING)

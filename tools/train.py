@@ -23,7 +23,13 @@ from gpusweep import trial  # noqa: E402
 from gpusweep.atomic import write_yaml  # noqa: E402
 from stockpred import engine  # noqa: E402
 from stockpred.cache import WindowDataset, load_or_build, make_loader  # noqa: E402
-from stockpred.config import ConfigError, load_config, parse_overrides, to_dict  # noqa: E402
+from stockpred.config import (  # noqa: E402
+    Config,
+    ConfigError,
+    load_config,
+    parse_overrides,
+    to_dict,
+)
 from stockpred.data import DataError  # noqa: E402
 from stockpred.models import build_model  # noqa: E402
 from stockpred.split import make_split  # noqa: E402
@@ -32,7 +38,8 @@ EXIT_BAD_INPUT = 2
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="tools/train.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tools/train.py", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("--config_file", required=True, metavar="FILE")
     parser.add_argument("--output_dir", metavar="DIR",
                         default=os.environ.get(trial.TRIAL_DIR_ENV) or "out")
@@ -43,7 +50,7 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def train(config, output_dir: str) -> dict:
+def train(config: Config, output_dir: str) -> dict:
     # -- device ------------------------------------------------------------------------------
     device = engine.pick_device(config.train.device)
     torch.set_num_threads(engine.cpu_threads(config.train.threads, config.train.num_workers))
