@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SWEEP  ?= sweeps/sweep_demo.yaml
+SWEEP  ?= sweeps/sweep_quick.yaml
 
 .PHONY: venv sweep test lint bench clean
 

@@ -1,0 +1,351 @@
+"""Per-ticker daily prices: read the CSV layouts people have, clean them loudly, find splits.
+
+Every cleaning step is counted and reported, never silent. A file that cannot be used raises
+:class:`DataError` naming the file and the row (the line number in the file, header = 1), which
+``tools/train.py`` turns into one line and exit 2. Unadjusted stock splits poison features
+scaled to the previous close (seed 001), so :func:`detect_splits` finds overnight jumps close to
+a split ratio that the day's own trading range does not bridge, and :func:`adjust_splits`
+back-adjusts them.
+
+``python -m stockpred.data inspect DIR`` prints what the loader sees, per file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from stockpred.config import DataConfig
+
+PRICES = ("open", "high", "low", "close")
+OPTIONAL = ("open", "high", "low", "volume")
+SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10, 1 / 20,
+                2 / 3)
+_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date", "": "date",
+            "unnamed:0": "date", "open": "open", "high": "high", "low": "low", "close": "close",
+            "adjclose": "adj_close", "volume": "volume", "change": "change"}
+_MISSING = {"", "nan", "NaN", "NA", "N/A", "null", "None", "-"}
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; ``row`` is its line number (header = 1) or None."""
+
+    def __init__(self, path: str, row: int | None, message: str) -> None:
+        where = f"{path}: row {row}" if row is not None else path
+        super().__init__(f"{where}: {message}")
+        self.path, self.row, self.message = path, row, message
+
+
+@dataclass
+class CleanReport:
+    """What cleaning changed in one file; every count is rows."""
+
+    unsorted: int = 0
+    duplicates: int = 0
+    nan: int = 0
+    nonpositive: int = 0
+    high_below_low: int = 0
+    zero_volume: int = 0
+    clamped: int = 0  # open/close outside [low, high]: high/low widened
+
+    def __str__(self) -> str:
+        parts = [f"{k.replace('_', ' ')} {v}" for k, v in dataclasses.asdict(self).items() if v]
+        return ", ".join(parts) if parts else "clean"
+
+    def total(self) -> int:
+        return sum(dataclasses.asdict(self).values())
+
+
+@dataclass(frozen=True)
+class SplitEvent:
+    """An overnight price jump by ``ratio`` (old shares per new: 2.0 is a 2:1 split)."""
+
+    date: str
+    ratio: float
+
+    @property
+    def label(self) -> str:
+        frac = Fraction(self.ratio).limit_denominator(20)
+        return f"{frac.numerator}:{frac.denominator}"
+
+
+@dataclass
+class Ticker:
+    name: str
+    frame: pd.DataFrame  # columns: date (datetime64) and close, plus any of OPTIONAL
+    report: CleanReport = field(default_factory=CleanReport)
+    splits: list[SplitEvent] = field(default_factory=list)
+
+
+# -- reading -------------------------------------------------------------------------------
+def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
+    """One ticker's file, any of the usual layouts, as a cleaned frame and its report."""
+    with open(path, encoding="utf-8-sig", errors="replace") as handle:
+        header = handle.readline()
+    if not header.strip():
+        raise DataError(path, 1, "empty file (no header line)")
+    sep = "\t" if "\t" in header else ","
+    try:
+        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                          encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.ParserError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise DataError(path, int(match.group(1)) if match else None,
+                        f"malformed line: {str(exc).strip().splitlines()[-1]}") from None
+    columns = _standard_columns(path, list(raw.columns))
+    frame = pd.DataFrame({"date": _parse_dates(path, raw[columns["date"]])})
+    for name in ("close", *OPTIONAL):
+        if name in columns:
+            frame[name] = _parse_numbers(path, raw[columns[name]], name)
+    return clean(frame)
+
+
+def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in names:
+        key = _ALIASES.get(re.sub(r"[\s_]", "", str(name)).lower())
+        if key and key not in found:
+            found[key] = name
+    if "close" not in found and "adj_close" in found:
+        found["close"] = found["adj_close"]
+    if "date" not in found:
+        found["date"] = names[0] if names else ""
+    if "close" not in found:
+        raise DataError(path, 1, f"no Close column (header: {', '.join(map(str, names))})")
+    return found
+
+
+def _parse_dates(path: str, text: pd.Series) -> pd.Series:
+    text = text.str.strip()
+    missing = text.isin(_MISSING)
+    if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
+        dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    else:
+        dates = pd.to_datetime(text, errors="coerce")
+    bad = dates.isna() & ~missing
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, i + 2, f"cannot parse date {text.iloc[i]!r}")
+    return dates
+
+
+def _parse_numbers(path: str, text: pd.Series, name: str) -> pd.Series:
+    text = text.str.strip().str.replace(",", "", regex=False)
+    missing = text.isin(_MISSING)
+    values = pd.to_numeric(text.where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(path, i + 2, f"{name} is not a number: {text.iloc[i]!r}")
+    return values.astype(np.float64)
+
+
+def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleanReport]:
+    """Sort, dedupe, drop unusable rows and widen inconsistent ranges, counting each."""
+    report = CleanReport()
+    dates = frame["date"].to_numpy()
+    report.unsorted = int(np.sum(dates[1:] < dates[:-1]))
+    frame = frame.sort_values("date", kind="stable")
+    before = len(frame)
+    frame = frame.drop_duplicates("date", keep="last")
+    report.duplicates = before - len(frame)
+    keep = frame.notna().all(axis=1)
+    report.nan = int((~keep).sum())
+    frame = frame[keep]
+    prices = [c for c in PRICES if c in frame]
+    keep = (frame[prices] > 0).all(axis=1)
+    if "volume" in frame:
+        keep &= frame["volume"] >= 0
+    report.nonpositive = int((~keep).sum())
+    frame = frame[keep]
+    if "high" in frame and "low" in frame:
+        keep = frame["high"] >= frame["low"]
+        report.high_below_low = int((~keep).sum())
+        frame = frame[keep].copy()
+        inside = [c for c in ("open", "close") if c in frame]
+        top, bottom = frame[inside].max(axis=1), frame[inside].min(axis=1)
+        report.clamped = int(((frame["high"] < top) | (frame["low"] > bottom)).sum())
+        frame["high"] = np.maximum(frame["high"], top)
+        frame["low"] = np.minimum(frame["low"], bottom)
+    if "volume" in frame:
+        keep = frame["volume"] > 0
+        report.zero_volume = int((~keep).sum())
+        frame = frame[keep]
+    return frame.reset_index(drop=True), report
+
+
+# -- splits ----------------------------------------------------------------------------------
+def detect_splits(frame: pd.DataFrame, tolerance: float = 0.06) -> list[SplitEvent]:
+    """Overnight jumps within ``tolerance`` (log) of a split ratio, far outside normal moves.
+
+    A split moves the whole day to the new level, so with High/Low present the previous close
+    must also lie outside the day's range by at least half the ratio (in log terms); a crash
+    that trades down through the day is not a split.
+    """
+    close = frame["close"].to_numpy()
+    if len(close) < 3:
+        return []
+    now = frame["open"].to_numpy() if "open" in frame else close
+    jump = np.log(close[:-1] / now[1:])  # log(previous close / today's first price)
+    moves = np.abs(np.diff(np.log(close)))
+    sigma = 1.4826 * float(np.median(moves)) if len(moves) else 0.0
+    events = []
+    for i in np.flatnonzero(np.abs(jump) > max(6 * sigma, 0.25)):
+        ratio = min(SPLIT_RATIOS, key=lambda r: abs(jump[i] - math.log(r)))
+        if abs(jump[i] - math.log(ratio)) > tolerance:
+            continue
+        if "high" in frame and "low" in frame:
+            row = frame.iloc[i + 1]
+            bound = row["high"] if ratio > 1 else row["low"]
+            if math.log(close[i] / bound) / math.log(ratio) < 0.5:
+                continue
+        events.append(SplitEvent(str(frame["date"].iloc[i + 1].date()), float(ratio)))
+    return events
+
+
+def adjust_splits(frame: pd.DataFrame, events: list[SplitEvent]) -> pd.DataFrame:
+    """Back-adjust: prices before each split divided by its ratio, volumes multiplied."""
+    frame = frame.copy()
+    for event in events:
+        before = frame["date"] < pd.Timestamp(event.date)
+        for column in PRICES:
+            if column in frame:
+                frame.loc[before, column] /= event.ratio
+        if "volume" in frame:
+            frame.loc[before, "volume"] *= event.ratio
+    return frame
+
+
+# -- a directory of files ---------------------------------------------------------------------
+def csv_files(directory: str) -> list[str]:
+    """The data files of ``directory`` (``*.csv``, ``*.tsv``, ``*.txt``), sorted."""
+    if not os.path.isdir(directory):
+        raise DataError(directory, None, "not a directory")
+    files = sorted(p for ext in ("csv", "tsv", "txt")
+                   for p in glob.glob(os.path.join(directory, f"*.{ext}")))
+    if not files:
+        raise DataError(directory, None, "no .csv, .tsv or .txt files")
+    return files
+
+
+def load_dir(directory: str, adjust: bool) -> list[Ticker]:
+    """Every file of ``directory`` as a cleaned (and, if asked, split-adjusted) ticker."""
+    tickers = []
+    for path in csv_files(directory):
+        frame, report = read_csv(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        tickers.append(_finish(Ticker(name, frame, report), adjust))
+    return tickers
+
+
+def _finish(ticker: Ticker, adjust: bool) -> Ticker:
+    ticker.splits = detect_splits(ticker.frame)
+    if adjust and ticker.splits:
+        ticker.frame = adjust_splits(ticker.frame, ticker.splits)
+    return ticker
+
+
+def load_market(data_config: DataConfig) -> list[Ticker]:
+    """The tickers a ``DataConfig`` names: the synthetic market or a CSV directory."""
+    if data_config.source == "csv":
+        return load_dir(data_config.dir, data_config.adjust_splits)
+    from stockpred.synthetic import synthetic_market
+
+    frames = synthetic_market(data_config.tickers, data_config.days, data_config.seed,
+                              data_config.signal)
+    return [_finish(Ticker(name, frame), data_config.adjust_splits) for name, frame in frames]
+
+
+def common_columns(tickers: list[Ticker]) -> set[str]:
+    """The optional columns every ticker has (features need them in all files)."""
+    return {c for c in OPTIONAL if all(c in t.frame for t in tickers)}
+
+
+# -- command line ---------------------------------------------------------------------------
+def inspect(directory: str) -> int:
+    """Print rows, date range, gaps, cleaning and suspected splits per file."""
+    for path in csv_files(directory):
+        frame, report = read_csv(path)
+        name = os.path.basename(path)
+        if frame.empty:
+            print(f"{name}: no usable rows ({report})")
+            continue
+        days = frame["date"].diff().dt.days.to_numpy()[1:]
+        gaps = days[days > 4]  # a long weekend is 4 calendar days
+        longest = f" (longest {int(gaps.max())} days)" if len(gaps) else ""
+        splits = detect_splits(frame)
+        found = ", ".join(f"{s.date} {s.label}" for s in splits) or "none"
+        print(f"{name}: rows {len(frame)}, {frame['date'].iloc[0].date()} .. "
+              f"{frame['date'].iloc[-1].date()}, gaps {len(gaps)}{longest}, "
+              f"cleaning: {report}, suspected splits: {found}")
+    return 0
+
+
+def download(tickers: list[str], start: str, out: str) -> int:
+    """Fetch daily prices with yfinance (or FinanceDataReader for KRX codes) into ``out``."""
+    try:
+        import yfinance as source  # noqa: F401
+        use = "yfinance"
+    except ImportError:
+        try:
+            import FinanceDataReader as source  # noqa: F401,N813
+            use = "fdr"
+        except ImportError:
+            raise DataError("download", None, "needs yfinance or FinanceDataReader "
+                            "(pip install yfinance); never needed for synthetic data") from None
+    os.makedirs(out, exist_ok=True)
+    for symbol in tickers:
+        if use == "yfinance":
+            frame = source.download(symbol, start=start, auto_adjust=False, progress=False)
+            if isinstance(frame.columns, pd.MultiIndex):
+                frame.columns = frame.columns.get_level_values(0)
+        else:
+            frame = source.DataReader(symbol, start)
+        frame.index.name = "Date"
+        frame.to_csv(os.path.join(out, f"{symbol}.csv"))
+        print(f"{symbol}: {len(frame)} rows")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stockpred.data")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("inspect", help="rows, dates, gaps, splits per file").add_argument("dir")
+    fetch = sub.add_parser("download", help="optional: yfinance / FinanceDataReader")
+    fetch.add_argument("tickers", help="comma-separated symbols")
+    fetch.add_argument("--start", default="2010-01-01")
+    fetch.add_argument("--out", default="data/prices")
+    synth = sub.add_parser("synth", help="write the synthetic market as Yahoo-style CSVs")
+    synth.add_argument("dir")
+    synth.add_argument("--tickers", type=int, default=8)
+    synth.add_argument("--days", type=int, default=500)
+    synth.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            return inspect(args.dir)
+        if args.command == "download":
+            return download(args.tickers.split(","), args.start, args.out)
+        from stockpred.synthetic import write_csvs
+
+        write_csvs(args.dir, args.tickers, args.days, args.seed)
+        return 0
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
