@@ -123,7 +123,10 @@ def override(instance: T, dotted: str, text: str) -> T:
     if rest:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(dotted, f"{head} has no sub-keys")
-        new_value = override(current, rest, text)
+        try:
+            new_value = override(current, rest, text)
+        except ConfigError as exc:
+            raise ConfigError(_join(head, exc.key), exc.message) from None
     else:
         if dataclasses.is_dataclass(current):
             raise ConfigError(dotted, "is a section; set one of its keys")
