@@ -104,13 +104,20 @@ def coerce(annotation: Any, value: Any, key: str) -> Any:
 
 
 def parse_scalar(text: str) -> Any:
-    """Parse a command-line value the way YAML would (``1e-3``, ``true``, ``[1, 2]``)."""
+    """Parse a command-line value the way YAML would (``0.001``, ``true``, ``[1, 2]``), and
+    numbers in any form Python prints them (``1e-05``)."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads 1e-05 (Python's str of a small float) as text
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def override(instance: T, dotted: str, text: str) -> T:

@@ -37,7 +37,7 @@ def test_from_dict_names_the_bad_key(data, key):
 
 
 def test_override_parses_like_yaml_and_names_nested_keys():
-    assert override(Root(), "train.lr", "1e-3").train.lr == 0.001
+    assert override(Root(), "train.lr", "1e-05").train.lr == 1e-05  # str(1e-05) in ${args}
     assert override(Root(), "name", "null").name is None
     for dotted, text in (("train.lrr", "1"), ("train.epochs", "x"), ("train.lr.x", "1")):
         with pytest.raises(ConfigError) as info:
