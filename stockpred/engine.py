@@ -94,7 +94,7 @@ def train_epoch(model: nn.Module, loader: Iterator, optimizer: torch.optim.Optim
     """One pass over ``loader`` with L1 loss; returns the mean train MAE as a float."""
     model.train()
     device = precision.device
-    total, count = 0.0, 0
+    total, count = torch.zeros((), device=device), 0  # summed on the device: no sync per step
     for x, y in loader:
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -108,10 +108,10 @@ def train_epoch(model: nn.Module, loader: Iterator, optimizer: torch.optim.Optim
         precision.scaler.step(optimizer)
         precision.scaler.update()
         scheduler.step()
-        total += loss.item() * len(y)  # a float: no graph outlives the step
+        total += loss.detach() * len(y)  # detached: no graph outlives the step
         count += len(y)
         del x, y, loss
-    return total / max(1, count)
+    return total.item() / max(1, count)  # the one host sync of the epoch
 
 
 @torch.no_grad()
