@@ -316,7 +316,8 @@ def predicted_vs_actual(fit: Fit, path: str) -> bool:
     fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     terms = " × ".join(f"{n}^{e:.2f}" for n, e in zip(model.features, model.exponents,
                                                        strict=True))
+    base = f"{model.base_mb:.0f} + " if model.base_mb > 0 else ""
     ax.set_title(f"Peak {source}: predicted vs actual ({model.n} trials)\n"
-                 f"{math.exp(model.intercept):.3g} × {terms or '1'} MB", fontsize=10)
+                 f"{base}{math.exp(model.intercept):.3g} × {terms or '1'} MB", fontsize=10)
     _save(fig, path)
     return True
