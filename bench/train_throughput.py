@@ -97,7 +97,7 @@ def main() -> None:
     if device.type == "cpu":
         torch.set_num_threads(engine.cpu_threads(0, 0))
     batches = (256, 1024) if args.quick else (128, 256, 1024, 4096)
-    steps = 10 if args.quick else 40
+    samples = 5_000 if args.quick else 20_000  # per measurement, whatever the batch size
     repeats = 2 if args.quick else 3
     cache_dir = tempfile.mkdtemp(prefix="gpusweep-train-")
     try:
@@ -106,11 +106,12 @@ def main() -> None:
         cache, _ = load_or_build(config, log=lambda _: None)
         split = make_split(cache, config, warn=lambda _: None)
         result: dict = {"device": str(device), "threads": torch.get_num_threads(),
-                        "steps": steps, "repeats": repeats}
+                        "samples_per_measurement": samples, "repeats": repeats}
         amps = (False, True) if device.type == "cuda" else (False,)
         for arch in ("gru", "lstm", "cnn_rnn"):
             for batch in batches:
                 for amp in amps:
+                    steps = max(5, samples // batch)
                     runs = [measure(cache, split, config, arch, batch, amp, steps, device)
                             for _ in range(repeats)]
                     name = f"{arch}_{batch}" + ("_amp" if amp else "")
