@@ -52,7 +52,16 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="full runs instead of --quick")
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--only", help="comma-separated benchmark names")
+    parser.add_argument("--render", action="store_true",
+                        help="only re-render the page from the .json of the last run")
     args = parser.parse_args()
+    raw = Path(args.out).with_suffix(".json")
+    if args.render:
+        saved = json.loads(raw.read_text())
+        Path(args.out).write_text(render(saved["machine"], saved["results"],
+                                         check_targets(saved["results"])))
+        print(f"wrote {args.out}")
+        return
     names = args.only.split(",") if args.only else BENCHMARKS
     results = {}
     for name in names:
@@ -64,7 +73,6 @@ def main() -> None:
     info["mode"] = "full" if args.full else "quick"
     page = render(info, results, check_targets(results))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    raw = Path(args.out).with_suffix(".json")
     raw.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
     Path(args.out).write_text(page)
     print(f"wrote {args.out} and {raw}")
