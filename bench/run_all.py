@@ -64,6 +64,8 @@ def main() -> None:
         return
     names = args.only.split(",") if args.only else BENCHMARKS
     results = {}
+    if args.only and raw.exists():  # re-measure some: keep the others of the last run
+        results = json.loads(raw.read_text())["results"]
     for name in names:
         print(f"bench {name} ...", flush=True)
         results[name] = run_one(name, args.full)

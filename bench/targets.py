@@ -71,15 +71,29 @@ def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
         if "error" in result:
             lines += [f"not measured: {result['error']}", ""]
             continue
-        lines += ["| key | value |", "| --- | --- |"]
-        for key, value in result.items():
-            if key in ("command", "seconds"):
-                continue
-            lines.append(f"| {key} | {_cell(value)} |")
-        lines.append("")
+        tables = {k: v for k, v in result.items() if _is_table(v)}
+        scalars = {k: v for k, v in result.items()
+                   if k not in tables and k not in ("command", "seconds")}
+        if scalars:
+            lines += ["| key | value |", "| --- | --- |"]
+            lines += [f"| {key} | {_cell(value)} |" for key, value in scalars.items()]
+            lines.append("")
+        for key, rows in tables.items():
+            columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+            lines += [f"| {key} | " + " | ".join(columns) + " |",
+                      "| --- |" + " --- |" * len(columns)]
+            lines += [f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |"
+                      for name, row in rows.items()]
+            lines.append("")
     if NOTES.exists():
         lines += [NOTES.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"
+
+
+def _is_table(value: Any) -> bool:
+    """A dict of dicts (one row per key): rendered as its own table."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(v, dict) for v in value.values())
 
 
 def _cell(value: Any) -> str:

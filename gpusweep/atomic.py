@@ -12,8 +12,12 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
+def write_text(path: str, text: str, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically (temp file in the same dir, os.replace).
+
+    ``durable`` also fsyncs the data before the rename, so the file survives a power loss,
+    not only a crash; files that can be rebuilt from the journal can skip that cost.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
@@ -21,7 +25,8 @@ def write_text(path: str, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

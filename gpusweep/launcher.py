@@ -162,7 +162,7 @@ def write_param_files(paths: TrialPaths, params: Mapping[str, Any], argv_uses_js
 def start(argv: list[str], env: Mapping[str, str], paths: TrialPaths) -> subprocess.Popen:
     """Start the trial in its own session and process group; stdin closed; output to a file.
 
-    Never ``shell=True``: argv is a list.
+    Never through a shell: argv is a list.
     """
     os.makedirs(paths.dir, exist_ok=True)
     with open(paths.output_log, "ab") as log:

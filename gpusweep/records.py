@@ -164,8 +164,9 @@ def write_sweep(path: str, header: SweepHeader, records: list[TrialRecord],
     for record in records[len(rows):]:
         rows.append(render_row(record))
     trials = "trials:\n" + "".join(rows) if rows else "trials: []\n"
+    # Not fsynced: it grows with the sweep and is rebuilt from the journal, which is.
     write_text(path, to_yaml({"sweep": _plain(dataclasses.asdict(header))}) + trials
-               + to_yaml({"totals": totals(records, metric)}))
+               + to_yaml({"totals": totals(records, metric)}), durable=False)
 
 
 def render_row(record: TrialRecord) -> str:

@@ -15,7 +15,8 @@ import sys
 from typing import Any
 
 import psutil
-import yaml
+
+from gpusweep.sweepdir import read_yaml
 
 ENDED_NORMALLY = ("finished", "stopped_early")
 OOM_STATUSES = ("oom",)  # an OOM is fine once a later trial retried it
@@ -23,7 +24,7 @@ OOM_STATUSES = ("oom",)  # an OOM is fine once a later trial retried it
 
 def load(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """(sweep.yaml, the trials' memory.yaml in sweep order, the journal's entries)."""
-    sweep = _yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
+    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
     journal = []
     try:
         with open(os.path.join(sweep_dir, "journal.jsonl"), encoding="utf-8") as handle:
@@ -36,7 +37,7 @@ def load(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dic
         pass
     records = []
     for run in _started_runs(sweep, journal):
-        record = _yaml(os.path.join(sweep_dir, run, "memory.yaml"))
+        record = read_yaml(os.path.join(sweep_dir, run, "memory.yaml"))
         records.append(record if isinstance(record, dict) else {"run": run, "missing": True})
     return sweep, records, journal
 
@@ -162,14 +163,6 @@ def _num(value: Any, digits: int = 0) -> str:
 
 def _g(value: Any) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:.4g}"
-
-
-def _yaml(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError):
-        return None
 
 
 if __name__ == "__main__":

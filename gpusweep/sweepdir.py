@@ -95,6 +95,16 @@ def load_sweep_dir(path: str) -> SweepData:
     return SweepData(path, header, records, samples, config, missing)
 
 
+def read_yaml(path: str) -> Any:
+    """A record file's content, or None when it is missing or unreadable (never fatal:
+    whoever reads a sweep dir reads one that may still be written, or cut short)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def _read_record(path: str) -> TrialRecord | None:
     try:
         with open(path, encoding="utf-8") as handle:

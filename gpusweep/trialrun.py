@@ -293,7 +293,7 @@ class RunningTrial:
                 torch_peak_reserved_mb=_r(self.events.torch_peak_reserved_mb),
                 residual_mb=_r(waited.residual_mb),
             ),
-            host=HostRecord(peak_rss_mb=_r(peaks.rss_mb),
+            host=HostRecord(peak_rss_mb=_r(self._host_peak_mb(peaks.rss_mb)),
                             min_available_mb=_r(peaks.min_available_mb)),
             cleanup=CleanupRecord(
                 processes_killed=sum(e.processes_killed for e in self._ends),
@@ -306,6 +306,14 @@ class RunningTrial:
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
             timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
         )
+
+    def _host_peak_mb(self, sampled: float | None) -> float | None:
+        """The tree's sampled peak, or what the trial reported of its own RSS if that was
+        higher (a trial shorter than the monitor's interval is sampled only at its start)."""
+        reported = [m["rss_mb"] for m in self.events.report_memory
+                    if isinstance(m.get("rss_mb"), (int, float))]
+        peaks = [v for v in [sampled, *reported] if v is not None]
+        return max(peaks) if peaks else None
 
     def output_tail(self, lines: int = 15) -> str | None:
         """The last lines of output.log (secrets masked), for records and messages."""

@@ -17,8 +17,7 @@ import subprocess
 import sys
 from typing import Any
 
-import yaml
-
+from gpusweep.sweepdir import read_yaml
 from gpusweep.wandb_env import data_dir, run_group
 
 JOB_TYPE = "sweep-summary"
@@ -74,10 +73,10 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
 # -- the subprocess ----------------------------------------------------------------------
 def table_rows(sweep_dir: str) -> list[list[Any]]:
     """One row per trial (in the order they ended), from the trials' memory.yaml files."""
-    sweep = _read(os.path.join(sweep_dir, "sweep.yaml")) or {}
+    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
     rows = []
     for entry in sweep.get("trials") or []:
-        record = _read(os.path.join(sweep_dir, str(entry["run"]), "memory.yaml")) or {}
+        record = read_yaml(os.path.join(sweep_dir, str(entry["run"]), "memory.yaml")) or {}
         gpu, host = record.get("gpu") or {}, record.get("host") or {}
         cleanup = record.get("cleanup") or {}
         rows.append([
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m gpusweep.wandb_summary SWEEP_DIR", file=sys.stderr)
         return 2
     sweep_dir = os.path.abspath(argv[0])
-    sweep = _read(os.path.join(sweep_dir, "sweep.yaml")) or {}
+    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
     header = sweep.get("sweep") or {}
     sweep_id = str(header.get("id") or os.path.basename(sweep_dir))
     config = header.get("config") or {}
@@ -139,14 +138,6 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif isinstance(value, (int, float, str, bool)) or value is None:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def _read(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError):
-        return None
 
 
 if __name__ == "__main__":
