@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -144,17 +145,21 @@ class LiveDisplay(QuietDisplay):
 
     def _render(self, runner: Any, with_tail: bool = True) -> Group:
         metric = runner.spec.metric.name if runner.spec.metric else "metric"
-        table = Table(expand=False, header_style="bold")
+        table = Table(expand=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True)
         fixed = constant_params(runner.spec.engine.get("parameters", {}))
-        for name, justify in (("#", "right"), ("run", "left"), ("params", "left"),
-                              ("status", "left"), (metric, "right"), ("GPU MB", "right"),
-                              ("host MB", "right"), ("wait s", "right"), ("slot", "right")):
-            table.add_column(name, justify=justify, no_wrap=name != "params")
+        slots = len(runner.slots) > 1
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("run", no_wrap=True)
+        table.add_column("params", min_width=16, overflow="fold")
+        for name in ("status", metric, "GPU MB", "host MB", "wait s") + (("slot",) * slots):
+            table.add_column(name, justify="left" if name == "status" else "right",
+                             no_wrap=True)
         for i, record in enumerate(runner.records, 1):
             table.add_row(str(i), record.run, _params(record.params, fixed),
                           _status(record.status.value), _num(record.metric.best),
                           _num(record.gpu.peak_tree_mb, 0), _num(record.host.peak_rss_mb, 0),
-                          _num(record.cleanup.wait_s, 2), str(record.slot))
+                          _num(record.cleanup.wait_s, 2), *([str(record.slot)] * slots))
         for number, trial in enumerate(runner.running, len(runner.records) + 1):
             if trial.monitor is None:
                 continue
@@ -162,19 +167,21 @@ class LiveDisplay(QuietDisplay):
             values = trial.events.metric_values
             status = "stopping" if trial.stopping else "running"
             table.add_row(str(number), trial.run_id, _params(trial.params, fixed),
-                          _status(status),
-                          _num(values[-1] if values else None),
+                          _status(status), _num(values[-1] if values else None),
                           _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "",
-                          str(trial.slot))
+                          *([str(trial.slot)] * slots))
         parts: list[Any] = [table, self._progress]
-        if with_tail and runner.running and len(runner.slots) == 1:
+        if with_tail and runner.running and not slots:
             trial = runner.running[0]
             parts.append(Text(_tail(trial.paths.output_log, self.tail_lines), style="dim"))
         return Group(*parts)
 
 
 def _params(params: dict[str, Any], constants: frozenset[str] = frozenset()) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in params.items() if k not in constants)
+    """The params that vary, ``name=value``; a dotted name shows its last part (lr=0.001
+    for train.lr), the sweep file has the rest."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items()
+                     if k not in constants)
 
 
 def constant_params(parameters: dict[str, Any]) -> frozenset[str]:

@@ -1,5 +1,6 @@
 """End to end through tools/sweep.py: real subprocesses, real signals, real files."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -153,3 +154,21 @@ def _wait_for_finished_trials(log_dir, n, timeout=60.0):
                 return dirs
         time.sleep(0.02)
     raise AssertionError("trials did not finish in time")
+
+
+def test_live_table_fits_an_80_column_log(write_sweep, tmp_path):
+    """Without --quiet and without a terminal (CI logs): every column of the table shows."""
+    config = grid("quadratic.py", [1, 2])
+    config["parameters"]["a_long_dotted.parameter_name"] = {"values": [10]}
+    proc = subprocess.run(
+        [sys.executable, "tools/sweep.py", "--sweep-config", str(write_sweep(config)),
+         "--log-dir", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True,
+        env=dict(os.environ, COLUMNS="80"))
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if " run " in line)
+    assert header.split()[-2:] == ["wait", "s"] and "params" in header and "loss" in header
+    sweep_dir = next((tmp_path / "log").iterdir())
+    runs = [row["run"] for row in yaml.safe_load((sweep_dir / "sweep.yaml").read_text())[
+        "trials"]]
+    assert all(run in proc.stdout for run in runs)
+    assert max(len(line) for line in proc.stdout.splitlines()[:-1]) <= 80
