@@ -192,14 +192,23 @@ def wait_until_clean(
 
 
 def _signal_all(procs: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:
+    """One signal to each process: the group at once, then each process outside it.
+
+    Exactly one: a second SIGTERM would arrive while the first one's ``finally`` (the
+    trial's own cleanup, W&B's ``run.finish``) runs, and cut it short.
+    """
     procs = list(procs)
+    signalled_group = False
     if pgid is not None and any(_pgid(p.pid) == pgid for p in procs):
         try:
             os.killpg(pgid, sig)
+            signalled_group = True
         except (ProcessLookupError, PermissionError):
             pass
     for proc in procs:
         try:
+            if signalled_group and _pgid(proc.pid) == pgid:
+                continue
             if _alive(proc):
                 proc.send_signal(sig)
         except (psutil.Error, OSError):

@@ -2,7 +2,8 @@
 
 Exit codes: 0 the sweep ran to its end (whatever single trials did); 2 bad input, before any
 trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: abort``);
-130 interrupted by Ctrl-C after a clean stop.
+4 the first trials all failed fast (``isolation.flapping``); 5 the records could not be
+written; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP) after a clean stop.
 
 ``python tools/sweep.py report SWEEP_DIR`` draws a sweep's report instead (gpusweep.report).
 """

@@ -30,9 +30,11 @@ from typing import Any
 
 from wandb.wandb_agent import Agent, ShutdownSignal
 
+from gpusweep.cleanup import wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.device import Device
-from gpusweep.errors import EXIT_GPU_DIRTY, EXIT_INTERRUPTED, EXIT_OK
+from gpusweep.errors import EXIT_GPU_DIRTY, EXIT_INTERRUPTED, EXIT_OK, SweepAborted
+from gpusweep.lock import SweepLock
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import TrialRecord
 from gpusweep.slots import make_slots
@@ -208,11 +210,23 @@ class CloudSweep:
         return [self.current] if self.current is not None else []
 
     def run(self) -> int:
-        """Work on the sweep until the server says exit, ``--count`` is reached or Ctrl-C."""
-        self.recorder.prepare(resume=False)
+        """Work on the sweep until the server says exit, ``--count`` is reached or Ctrl-C.
+
+        An agent restarted with the same ``--log-dir`` goes on with the records it left,
+        after ending what it left running (found by token), like ``--resume`` does locally.
+        """
+        again = os.path.exists(self.recorder.journal.path)
+        self.recorder.prepare(resume=again)
+        lock = SweepLock(self.recorder.dir)
+        lock.acquire()
         state, code = "finished", EXIT_OK
         previous = self._trap_sigterm()
         try:
+            orphans: set[int] = set()
+            for entry in self.recorder.restore() if again else ():
+                orphans |= self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)[1]
+            if orphans:  # before the baseline: the GPU must first let the orphans go
+                wait_until_clean(self.device, None, orphans, self.spec.isolation.wait)
             self.baseline_mb = self.device.used_mb()
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
@@ -221,13 +235,18 @@ class CloudSweep:
                 state, code = "aborted", EXIT_GPU_DIRTY
             elif self.agent.interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
+        except SweepAborted as exc:  # the records could not be written
+            state, code = "aborted", exc.exit_code
+            self.display.message(str(exc))
         except BaseException:
             state = "crashed"
             raise
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-            self.recorder.write_sweep(state)
+            lock.release()
+            with contextlib.suppress(SweepAborted):
+                self.recorder.write_sweep(state, self.wall_s)
             publish_summary(self.sweep_dir, state, self.environ)
             self.display.sweep_ended(self, state)
         return code

@@ -239,6 +239,7 @@ def parse_sweep(raw: Any, path: str = "<sweep>") -> SweepSpec:
     if run_cap is not None and (isinstance(run_cap, bool) or not isinstance(run_cap, int)
                                 or run_cap < 1):
         raise BadInput(path, "run_cap", f"must be a positive integer, got {run_cap!r}")
+    _check_param_names(path, isolation, engine["parameters"])
     command = _check_command(path, engine.get("command"))
     program = engine.get("program")
     if "${program}" in command:
@@ -297,6 +298,35 @@ def _check_parameters(path: str, parameters: Any, method: str, prefix: str = "pa
                 path, key, f"grid search needs values, value, int_uniform or q_uniform, "
                 f"not {_distribution(spec)}"
             )
+
+
+def param_names(parameters: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every parameter's dotted name (nested ``parameters:`` blocks give ``a.b``)."""
+    names = []
+    for name, spec in parameters.items():
+        if isinstance(spec, dict) and "parameters" in spec:
+            names += param_names(spec["parameters"], f"{prefix}{name}.")
+        else:
+            names.append(f"{prefix}{name}")
+    return names
+
+
+def _check_param_names(path: str, isolation: IsolationConfig, parameters: dict) -> None:
+    """The params the isolation block acts on must exist: a typo would silently turn the
+    OOM back-off or the memory model off."""
+    names = param_names(parameters)
+    used = []
+    if isolation.oom.retry:
+        used.append(("isolation.oom.key", isolation.oom.key))
+    if isolation.fit.features:
+        used += [(f"isolation.fit.features[{i}]", f)
+                 for i, f in enumerate(isolation.fit.features)]
+        if isolation.fit.policy == "shrink":
+            used.append(("isolation.fit.key", isolation.fit.key or isolation.oom.key))
+    for key, name in used:
+        if name not in names:
+            raise BadInput(path, key, f"{name!r} is not a parameter of this sweep "
+                           f"(parameters: {', '.join(names)})")
 
 
 def _distribution(spec: dict[str, Any]) -> str:

@@ -45,11 +45,11 @@ def summary_line(runner: Any, state: str) -> str:
 
 def planned_trials(runner: Any) -> int | None:
     """How many trials this invocation will run, when that is known in advance."""
-    caps = [c for c in (runner.options.count, runner.spec.run_cap) if c is not None]
+    caps = [c for c in (runner.spec.run_cap,) if c is not None]
+    if runner.options.count is not None:  # --count is this invocation's; a resume has more
+        caps.append(len(runner.records) + runner.options.count)
     if runner.spec.method == "grid":
         caps.append(grid_size(runner.spec.engine.get("parameters", {})))
-    if runner.spec.run_cap is not None:
-        caps.append(runner.spec.run_cap)
     return min(caps) if caps else None
 
 

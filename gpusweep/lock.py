@@ -31,11 +31,8 @@ class SweepLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Unlock; the file stays (unlinking it could let two owners hold two files)."""
         if self._fd is not None:
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

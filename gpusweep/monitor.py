@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from gpusweep import proctree
 from gpusweep.cleanup import ProcessKey
 from gpusweep.device import Device
-
-_MB = 1024.0 * 1024.0
+from gpusweep.guards import available_mb
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,8 @@ class Monitor:
         self._seen: dict[int, float] = {}  # pid -> create_time, every process ever seen
         self._peaks = Peaks(None, None, None)
         self.last: Sample | None = None
+        self.errors = 0
+        self.last_error: str | None = None
         root = proctree.read(root_pid)
         if root is not None:
             self._tracked[root_pid] = root
@@ -95,14 +96,18 @@ class Monitor:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            self.sample()
+            try:
+                self.sample()
+            except Exception as exc:  # a bad read must not blind the guards for the trial
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
 
     def sample(self) -> Sample:
         """Take one sample of the tree now (also called by tests and at the start)."""
         tree = self._current_tree()
         rss = sum(p.rss_mb for p in tree.values())
         cpu = sum(p.cpu_s for p in tree.values())
-        available = _available_mb()
+        available = available_mb()
         gpu_used = self._device.used_mb()
         gpu_tree = None
         if self._device.is_gpu:
@@ -128,7 +133,8 @@ class Monitor:
     def _current_tree(self) -> dict[int, proctree.ProcStat]:
         """Every live process below the tracked ones' roots (orphans stay tracked)."""
         previous = self._tracked
-        roots = [pid for pid, p in previous.items() if p.ppid not in previous]
+        roots = [pid for pid, p in previous.items() if p.ppid not in previous
+                 and _same_process(pid, p.create_time)]  # not a reused pid's children
         tree: dict[int, proctree.ProcStat] = {}
         for pid in proctree.descendants(roots):
             stat = proctree.read(pid)
@@ -144,18 +150,9 @@ class Monitor:
         return tree
 
 
-def _available_mb() -> float | None:
-    """MemAvailable from /proc/meminfo (psutil parses the whole file, this stops early)."""
-    try:
-        with open("/proc/meminfo", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import psutil
-
-    return psutil.virtual_memory().available / _MB
+def _same_process(pid: int, create_time: float) -> bool:
+    stat = proctree.read(pid)
+    return stat is not None and abs(stat.create_time - create_time) <= 0.01
 
 
 def _min(current: float | None, value: float | None) -> float | None:

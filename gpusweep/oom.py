@@ -12,12 +12,14 @@ from typing import Any
 
 from gpusweep import params as params_
 from gpusweep.config import OomConfig
+from gpusweep.records import TrialRecord
 
 OOM_TYPES = frozenset({"OutOfMemoryError"})
-# Matched real OOM lines and rejected others (see shared/notes/gpu-memory.md).
+# Matched real OOM lines and rejected others (see shared/notes/gpu-memory.md). Not
+# CUDNN_STATUS_NOT_SUPPORTED: it is often an unsupported shape, and a retry would not help.
 OOM_PATTERN = re.compile(
     r"(CUDA|HIP|XPU) out of memory|CUDA error: out of memory|OutOfMemoryError"
-    r"|CUBLAS_STATUS_ALLOC_FAILED|CUDNN_STATUS_NOT_SUPPORTED"
+    r"|CUBLAS_STATUS_ALLOC_FAILED"
 )
 
 
@@ -45,3 +47,12 @@ def backoff_params(params: dict[str, Any], config: OomConfig) -> dict[str, Any] 
     if smaller >= current:
         return None
     return params_.replace(params, config.key, smaller)
+
+
+def retry_depth(record: TrialRecord, records: list[TrialRecord]) -> int:
+    """How many OOM retries led to ``record`` (its chain of ``retry_of`` links)."""
+    by_run = {r.run: r for r in records}
+    depth, current = 0, record
+    while current.retry_of and current.retry_of in by_run and depth <= len(records):
+        depth, current = depth + 1, by_run[current.retry_of]
+    return depth

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import os
 import time
 from collections.abc import Iterator
@@ -15,13 +16,15 @@ from typing import Any
 
 from gpusweep import records as rec
 from gpusweep.atomic import write_yaml
+from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
 from gpusweep.errors import EXIT_RECORDS, BadInput, SweepAborted
 from gpusweep.journal import Journal
-from gpusweep.records import SweepHeader, TrialRecord
-from gpusweep.status import ENGINE_STATE
-from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.records import CleanupRecord, SweepHeader, TrialRecord
+from gpusweep.status import ENGINE_STATE, TrialStatus
+from gpusweep.sweepdir import read_yaml
+from gpusweep.trialrun import RunningTrial, iso_from_unix, now_iso
 
 
 class SweepRecorder:
@@ -31,7 +34,8 @@ class SweepRecorder:
         self.log_dir = log_dir
         self.sweep_id = sweep_id
         self.spec = spec
-        self.dir = os.path.join(log_dir, sweep_id)
+        # Absolute: the trials get these paths in their environment and may chdir.
+        self.dir = os.path.abspath(os.path.join(log_dir, sweep_id))
         self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
         self.records: list[TrialRecord] = []
         self._rows: list[str] = []  # sweep.yaml rows already rendered, one per record
@@ -73,24 +77,47 @@ class SweepRecorder:
         with self._writing():
             os.makedirs(trial.paths.dir, exist_ok=True)
             self.journal.append({"event": "start", "run": trial.run_id, "params": trial.params,
-                                 "token": trial.token, "t": time.time(), "origin": origin})
+                                 "token": trial.token, "t": time.time(), "origin": origin,
+                                 "retry_of": trial.retry_of})
 
     def trial_running(self, trial: RunningTrial) -> None:
         with self._writing():
             self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
 
     def trial_ended(self, record: TrialRecord, history: list[dict[str, Any]]) -> None:
-        """memory.yaml, the journal's end line, and sweep.yaml, in that order."""
+        """The journal's end line (what resume trusts), memory.yaml, then sweep.yaml."""
         self.records.append(record)
         self.histories[record.run] = list(history)
-        trial_dir = os.path.join(self.dir, record.run)
         with self._writing():
-            os.makedirs(trial_dir, exist_ok=True)
-            rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
             self.journal.append({"event": "end", "run": record.run,
                                  "record": record.to_dict(),
                                  "history": self.histories[record.run]})
+            self._write_memory_yaml(record)
         self.write_sweep("running")
+
+    def _write_memory_yaml(self, record: TrialRecord) -> None:
+        trial_dir = os.path.join(self.dir, record.run)
+        os.makedirs(trial_dir, exist_ok=True)
+        rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
+
+    def close_orphan(self, entry: dict[str, Any], grace_s: float) -> tuple[TrialRecord, set[int]]:
+        """A trial that was running when the orchestrator died: end whatever carries its token
+        (never its old process group alone: after a reboot that number may be anyone's),
+        record it ``killed``; returns the record and the pids that were ended."""
+        ended = end_tree(None, entry.get("token"), (), grace_s)
+        gc.collect()
+        started = entry.get("t")
+        record = TrialRecord(
+            run=entry["run"], params=entry.get("params") or {}, status=TrialStatus.KILLED,
+            exit_code=None, signal=None,
+            started="" if started is None else iso_from_unix(started),
+            ended=now_iso(), duration_s=0.0, retry_of=entry.get("retry_of"),
+            cleanup=CleanupRecord(processes_killed=ended.processes_killed,
+                                  escapees_killed=ended.escapees_killed,
+                                  wait_s=0.0, clean=not ended.leftover),
+            error="the orchestrator stopped while this trial ran; re-run under a new id")
+        self.trial_ended(record, [])
+        return record, set(ended.ended_pids)
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -104,6 +131,10 @@ class SweepRecorder:
 
     def restore(self) -> list[dict[str, Any]]:
         """Load ended trials from the journal; return the start entries that never ended."""
+        previous = read_yaml(os.path.join(self.dir, "sweep.yaml")) or {}
+        first_start = (previous.get("sweep") or {}).get("started")
+        if first_start:  # the sweep started then, not at this resume
+            self.header = dataclasses.replace(self.header, started=first_start)
         started: dict[str, dict[str, Any]] = {}
         for entry in self.journal.read():
             run = entry.get("run")
@@ -113,8 +144,12 @@ class SweepRecorder:
                 started[run]["pgid"] = entry.get("pgid")
             elif entry["event"] == "end" and isinstance(entry.get("record"), dict):
                 started.pop(run, None)
-                self.records.append(TrialRecord.from_dict(entry["record"]))
+                record = TrialRecord.from_dict(entry["record"])
+                self.records.append(record)
                 self.histories[run] = entry.get("history") or []
+                if not os.path.exists(os.path.join(self.dir, run, "memory.yaml")):
+                    with self._writing():  # killed between the journal and memory.yaml
+                        self._write_memory_yaml(record)
         return list(started.values())
 
     def write_sweep(self, state: str, wall_s: float | None = None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep.admission import Admission, admit, with_prediction_error
-from gpusweep.cleanup import end_tree
+from gpusweep.cleanup import end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller, RunView
 from gpusweep.device import Device
@@ -31,12 +31,13 @@ from gpusweep.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     SweepAborted,
+    start_error,
 )
 from gpusweep.flapping import is_flapping
 from gpusweep.lock import SweepLock
-from gpusweep.oom import backoff_params
+from gpusweep.oom import backoff_params, retry_depth
 from gpusweep.recorder import SweepRecorder
-from gpusweep.records import CleanupRecord, TrialRecord
+from gpusweep.records import TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
@@ -68,7 +69,6 @@ class Pending:
     params: dict[str, Any]
     origin: str | None = None  # "rerun" | "oom-retry"
     retry_of: str | None = None
-    depth: int = 0  # how many OOM retries led to this one
 
 
 class SweepRunner:
@@ -85,7 +85,6 @@ class SweepRunner:
         self.controller = Controller(spec, seed=self.sweep_id)
         self.slots: list[Slot] = make_slots(options.slots, devices)
         self.pending: list[Pending] = []
-        self.retry_depth: dict[str, int] = {}
         self.launched = 0
         self.baselines: dict[int, float | None] = {}  # id(device) -> used MB before trial 1
         self._interrupted = False
@@ -134,8 +133,7 @@ class SweepRunner:
         state, code = "finished", EXIT_OK
         try:
             if self.options.resume:
-                for entry in self.recorder.restore():
-                    self._close_orphan(entry)
+                self._resume()
             self.baselines = {id(d): d.used_mb() for d in self.devices}
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
@@ -170,8 +168,8 @@ class SweepRunner:
             if self._interrupted:
                 return
             for slot in self.slots:
-                if slot.free:
-                    self._launch(slot)
+                while slot.free and self._launch(slot):
+                    pass  # a skipped trial leaves the slot free for the next proposal
             if not self.running:
                 return  # nothing running and nothing left to launch: the sweep is over
             for slot in self.slots:
@@ -208,17 +206,18 @@ class SweepRunner:
         self._exhausted = params is None
         return None if params is None else Pending(params)
 
-    def _launch(self, slot: Slot) -> None:
+    def _launch(self, slot: Slot) -> bool:
+        """Start the next trial in ``slot``; False when there is none to start now."""
         pending = self._next_trial()
         if pending is None:
-            return
+            return False
         admitted = self._admit(slot, pending)
         if admitted.action == "wait":  # pack: let a neighbour on this device end first
             self.pending.insert(0, pending)
-            return
+            return False
         if admitted.action == "skip":
             self._record_skipped(slot, pending, admitted)
-            return
+            return True
         trial = RunningTrial(run_id=new_id(), params=admitted.params, spec=self.spec,
                              sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
                              device=slot.device, project=self.options.project,
@@ -228,17 +227,19 @@ class SweepRunner:
                              proposed=None if admitted.params == pending.params
                              else pending.params)
         self.launched += 1
-        self.retry_depth[trial.run_id] = pending.depth
         self.recorder.trial_started(trial, pending.origin)
         try:
             trial.start(dict(os.environ))
-        except BaseException:
+        except BaseException as exc:
             if trial.popen is not None:  # started, then failed: leave nothing behind
                 end_tree(trial.popen.pid, trial.token, (), self.spec.isolation.stop.grace_s)
+            if isinstance(exc, OSError):
+                raise start_error(exc, trial.paths.dir) from None
             raise
         slot.trial = trial
         self.recorder.trial_running(trial)
         self.display.trial_started(self, trial)
+        return True
 
     def _admit(self, slot: Slot, pending: Pending) -> Admission:
         """The memory model's say on this trial (run as is, shrunk, wait, or skip)."""
@@ -268,10 +269,11 @@ class SweepRunner:
         """Read a trial's events; end it when it exited, or for Hyperband, time, host memory
         or a stall."""
         trial = slot.trial
-        if trial.read_events() and trial.run_id in self.controller.to_stop(self.views()):
+        new_metric = trial.read_events()
+        if trial.exited():
+            pass  # it ended on its own: its exit decides its status, not a late stop
+        elif new_metric and trial.run_id in self.controller.to_stop(self.views()):
             trial.request_stop(StopReason.HYPERBAND)
-        elif trial.exited():
-            pass
         elif trial.timed_out():
             trial.request_stop(StopReason.TIMEOUT, f"ran past isolation.timeout_s "
                                f"{self.spec.isolation.timeout_s:g} s")
@@ -284,18 +286,21 @@ class SweepRunner:
         """End the trial in a worker thread: tree stop, gc, the GPU wait, its record."""
         trial = slot.trial
         baseline = self.baselines.get(id(slot.device))
-        neighbours = [s.trial for s in self.slots
-                      if s.trial is not None and s is not slot and s.device is slot.device]
+        shared = sum(1 for s in self.slots if s.device is slot.device) > 1
 
         def others_mb() -> float:
+            """What the other trials on this device hold now (read at every poll: a
+            neighbour may start while this trial is still being cleaned up)."""
             pids: set[int] = set()
-            for other in neighbours:
-                pids |= other.pids()
+            for other in list(self.slots):
+                neighbour = other.trial
+                if other is not slot and other.device is slot.device and neighbour:
+                    pids |= neighbour.pids()
             usage = slot.device.process_memory_mb()
             return sum(usage.get(pid, 0.0) for pid in pids)
 
         slot.finishing = self._pool.submit(trial.finish, baseline,
-                                           others_mb if neighbours else None)
+                                           others_mb if shared else None)
 
     def _collect_finished(self) -> None:
         """Record every trial whose finish completed (main thread only)."""
@@ -305,11 +310,16 @@ class SweepRunner:
                 slot.trial = slot.finishing = None
                 self._ended(trial, future)
 
-    def _ended(self, trial: RunningTrial, future: Future) -> None:
-        """Record one ended trial; then the sweep's own guards."""
+    def _record(self, trial: RunningTrial, future: Future) -> TrialRecord:
+        """Write one ended trial's records (every path that ends a trial comes here)."""
         record = with_prediction_error(future.result())
         self.recorder.trial_ended(record, trial.events.history)
         self.display.trial_ended(self, record)
+        return record
+
+    def _ended(self, trial: RunningTrial, future: Future) -> None:
+        """Record one ended trial; then the sweep's own guards."""
+        record = self._record(trial, future)
         self._ended_here.append((record.status, time.time() - self._started_unix))
         if record.status is TrialStatus.OOM:
             self._queue_oom_retry(record)
@@ -336,48 +346,47 @@ class SweepRunner:
             if slot.finishing is not None:
                 trial, future = slot.trial, slot.finishing
                 slot.trial = slot.finishing = None
-                record = future.result()
                 try:
-                    self.recorder.trial_ended(record, trial.events.history)
+                    self._record(trial, future)
                 except SweepAborted:
                     continue  # the trial was ended; only its record could not be written
-                self.display.trial_ended(self, record)
 
     def _queue_oom_retry(self, record: TrialRecord) -> None:
         """Run the same params again with a smaller batch, up to ``max_retries`` times."""
         config = self.spec.isolation.oom
-        depth = self.retry_depth.get(record.run, 0)
+        depth = retry_depth(record, self.records)
         if not config.retry or depth >= config.max_retries:
             return
         params = backoff_params(record.params, config)
         if params is not None:
-            self.pending.insert(0, Pending(params, "oom-retry", record.run, depth + 1))
+            self.pending.insert(0, Pending(params, "oom-retry", record.run))
 
-    def _close_orphan(self, entry: dict[str, Any]) -> None:
-        """A trial that was running when the orchestrator died: end it, record it killed."""
-        ended = end_tree(entry.get("pgid"), entry.get("token"), (),
-                         self.spec.isolation.stop.grace_s)
-        gc.collect()
-        record = TrialRecord(
-            run=entry["run"], params=entry.get("params") or {}, status=TrialStatus.KILLED,
-            exit_code=None, signal=None, started="", ended=now_iso(), duration_s=0.0,
-            cleanup=CleanupRecord(processes_killed=ended.processes_killed,
-                                  escapees_killed=ended.escapees_killed,
-                                  wait_s=0.0, clean=not ended.leftover),
-            error="the orchestrator stopped while this trial ran; re-run under a new id")
-        self.recorder.trial_ended(record, [])
-        if entry.get("origin") != "rerun":
-            self.pending.append(Pending(record.params, "rerun"))
+    def _resume(self) -> None:
+        """End what the dead orchestrator left running (by token), re-run it once, queue the
+        OOM retries it had not started yet, and wait until the GPU let the orphans go."""
+        orphan_pids: set[int] = set()
+        for entry in self.recorder.restore():
+            record, pids = self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)
+            orphan_pids |= pids
+            if entry.get("origin") != "rerun":
+                self.pending.append(Pending(record.params, "rerun"))
+        retried = {r.retry_of for r in self.records if r.retry_of}
+        for record in self.records:
+            if record.status is TrialStatus.OOM and record.run not in retried:
+                self._queue_oom_retry(record)
+        for device in self.devices if orphan_pids else ():  # before the new baseline
+            wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
 
     # -- signals ----------------------------------------------------------------------------
     def _trap_signals(self) -> dict[int, Any]:
-        """Ctrl-C and SIGTERM set a flag; the loop stops the trial cleanly and exits 130."""
+        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly and exits
+        130."""
 
         def interrupted(signum: int, frame: Any) -> None:
             self._interrupted = True
 
         previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: the ssh went away
             try:
                 previous[sig] = signal.signal(sig, interrupted)
             except ValueError:  # not the main thread (tests driving the runner directly)

@@ -196,6 +196,8 @@ def _install_sigterm() -> Any:
         return None
 
     def _raise(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM must not cut the cleanup of the first one short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, _raise)

@@ -8,6 +8,7 @@ through its events file; this side records what only the parent can see.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import signal
@@ -43,9 +44,15 @@ from gpusweep.records import (
 from gpusweep.redact import redact
 from gpusweep.status import StopReason, TrialStatus, classify, signal_name
 
+REAP_TIMEOUT_S = 10.0  # after SIGKILL: a process still there is stuck in the kernel
+
 
 def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def iso_from_unix(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 class RunningTrial:
@@ -215,10 +222,18 @@ class RunningTrial:
         """
         assert self.popen is not None and self.monitor is not None
         try:
+            if self.exited() and self.stop_reason in (StopReason.HYPERBAND,
+                                                      StopReason.INTERRUPT):
+                # It ended on its own before we signalled anything: its exit decides.
+                self.stop_reason = self.reason_text = None
             if self.stop_reason is StopReason.STALL and self.t_exit is None:
                 self.dump_stacks()
             self._end_tree()
-            self.popen.wait()
+            try:
+                self.popen.wait(timeout=REAP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # unkillable (D state: a hung driver or NFS)
+                self.reason_text = (self.reason_text or "") + \
+                    f" (pid {self.popen.pid} survived SIGKILL: not reaped)"
             self.exited()
         finally:
             self.monitor.stop()
@@ -329,13 +344,9 @@ class RunningTrial:
         return redact(tail) or None
 
 
-_MACHINE_MB: list[float | None] = []
-
-
+@functools.cache
 def _machine_mb() -> float | None:
-    if not _MACHINE_MB:
-        _MACHINE_MB.append(guards.machine_memory_mb())
-    return _MACHINE_MB[0]
+    return guards.machine_memory_mb()
 
 
 def _wait_until_stable(path: str, settle_s: float, step_s: float = 0.1) -> None:

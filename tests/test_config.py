@@ -153,3 +153,21 @@ def test_isolation_defaults_are_the_documented_ones():
         None, 10.0, "continue", 10.0)
     assert (iso.wait.tolerance_mb, iso.wait.min_s, iso.wait.max_s, iso.wait.poll_s) == (
         256.0, 0.0, 60.0, 0.1)
+
+
+@pytest.mark.parametrize("isolation, key", [
+    ({"oom": {"retry": True, "key": "batchsize"}}, "isolation.oom.key"),
+    ({"fit": {"features": ["x", "hiden"]}}, "isolation.fit.features[1]"),
+    ({"fit": {"features": ["x"], "policy": "shrink", "key": "bs"}}, "isolation.fit.key"),
+])
+def test_isolation_params_must_be_sweep_parameters(isolation, key):
+    error = error_of(base(isolation=isolation))
+    assert error.key == key and "not a parameter of this sweep" in error.message
+
+
+def test_dotted_and_nested_params_are_known_to_the_isolation_block():
+    nested = {"train": {"parameters": {"batch_size": {"values": [8, 16]}}}}
+    spec = parse_sweep(base(parameters=nested,
+                            isolation={"oom": {"retry": True, "key": "train.batch_size"}}),
+                       "sweep.yaml")
+    assert spec.isolation.oom.key == "train.batch_size"

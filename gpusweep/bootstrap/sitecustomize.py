@@ -179,6 +179,9 @@ def exit_on_sigterm() -> None:
 
 
 def _sigterm_exit(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the unwinding finish
     raise SystemExit(128 + signum)
 
 
