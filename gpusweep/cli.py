@@ -13,16 +13,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
-from gpusweep.config import SweepSpec, load_sweep
+from gpusweep.config import SweepSpec, load_sweep, project_problem
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 
 DRY_RUN_TRIALS = 5
 
 
+class _Parser(argparse.ArgumentParser):
+    """One line for a bad command line (argparse's usage block buries the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tools/sweep.py",
         description="Run a W&B sweep with every trial isolated in its own process tree, "
         "cleaned up and proven GPU-clean before the next one starts.",
@@ -53,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--count must be at least 1")
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
+    if args.project is not None and project_problem(args.project):
+        parser.error(f"--project {args.project!r}: {project_problem(args.project)}")
     if not args.sweep_config and not args.resume and not args.sweep_id:
         parser.error("give --sweep-config FILE (or --resume SWEEP_ID, or --sweep-id ID)")
     if (args.wandb or args.sweep_id) and (args.resume or args.dry_run):
@@ -121,13 +130,17 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.controller import Controller, RunView
     from gpusweep.launcher import build_argv
     from gpusweep.redact import redact
+    from gpusweep.slots import choose_devices
 
+    choose_devices(args.gpus)  # a bad --gpus fails here too, not only in the real run
     controller = Controller(spec, seed="dry-run")
     views: list[RunView] = []
     limit = min(x for x in (args.count, spec.run_cap, DRY_RUN_TRIALS) if x is not None)
     print(f"{spec.path}: valid {spec.method} sweep"
           + (f", metric {spec.metric.name} ({spec.metric.goal})" if spec.metric else "")
           + (", hyperband on" if spec.early_terminate else ""))
+    if spec.method != "grid":
+        print("(a sample: the real sweep seeds its draws with its own id, so its values differ)")
     for i in range(limit):
         params = controller.propose(views)
         if params is None:

@@ -219,7 +219,7 @@ class CloudSweep:
         self.recorder.prepare(resume=again)
         lock = SweepLock(self.recorder.dir)
         lock.acquire()
-        state, code = "finished", EXIT_OK
+        state, code, aborted = "finished", EXIT_OK, None
         previous = self._trap_sigterm()
         try:
             orphans: set[int] = set()
@@ -236,8 +236,7 @@ class CloudSweep:
             elif self.agent.interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
         except SweepAborted as exc:  # the records could not be written
-            state, code = "aborted", exc.exit_code
-            self.display.message(str(exc))
+            state, code, aborted = "aborted", exc.exit_code, str(exc)
         except BaseException:
             state = "crashed"
             raise
@@ -249,6 +248,8 @@ class CloudSweep:
                 self.recorder.write_sweep(state, self.wall_s)
             publish_summary(self.sweep_dir, state, self.environ)
             self.display.sweep_ended(self, state)
+            if aborted:
+                self.display.error(aborted)
         return code
 
     def _trap_sigterm(self) -> Any:

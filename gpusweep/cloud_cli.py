@@ -91,10 +91,13 @@ def _work(args: argparse.Namespace, spec: SweepSpec, api: Any, sweep_id: str,
     from gpusweep.runner import SweepOptions
     from gpusweep.slots import choose_devices
 
+    one_at_a_time = ("a cloud agent runs one trial at a time: start one agent per GPU "
+                     "(--gpus 0, --gpus 1, ...) on the same --sweep-id")
+    if (args.slots or 1) > 1:
+        raise BadInput("--slots", str(args.slots), one_at_a_time)
     devices = choose_devices(args.gpus)
-    if len(devices) > 1 or (args.slots or 1) > 1:
-        raise BadInput("--gpus", args.gpus or "", "a cloud agent runs one trial at a time: "
-                       "start one agent per GPU (--gpus 0, --gpus 1, ...) on the same --sweep-id")
+    if len(devices) > 1:
+        raise BadInput("--gpus", args.gpus or "", one_at_a_time)
     project = project or api.settings.get("project")
     options = SweepOptions(log_dir=args.log_dir, count=args.count, project=project)
     display = QuietDisplay() if args.quiet else LiveDisplay()

@@ -9,6 +9,7 @@ front for the mistakes people make most.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -177,6 +178,9 @@ class IsolationConfig:
     def __post_init__(self) -> None:
         _positive("timeout_s", self.timeout_s)
         _positive("stall_s", self.stall_s)
+        if self.pack and not self.fit.features:
+            raise ConfigError("pack", "needs isolation.fit.features: packing admits a trial "
+                              "by its predicted peak")
 
 
 @dataclass(frozen=True)
@@ -240,11 +244,17 @@ def parse_sweep(raw: Any, path: str = "<sweep>") -> SweepSpec:
                                 or run_cap < 1):
         raise BadInput(path, "run_cap", f"must be a positive integer, got {run_cap!r}")
     _check_param_names(path, isolation, engine["parameters"])
+    project = engine.get("project")
+    if project is not None and (not isinstance(project, str) or project_problem(project)):
+        raise BadInput(path, "project", f"{project!r}: "
+                       f"{project_problem(str(project)) or 'must be a string'}")
     command = _check_command(path, engine.get("command"))
     program = engine.get("program")
     if "${program}" in command:
         _check_program(path, program)
     _check_schema(path, engine)
+    if method == "grid":
+        _check_grid_size(path, engine["parameters"])
     return SweepSpec(
         path=path,
         raw=raw,
@@ -259,6 +269,19 @@ def parse_sweep(raw: Any, path: str = "<sweep>") -> SweepSpec:
         project=engine.get("project"),
         entity=engine.get("entity"),
     )
+
+
+WANDB_PROJECT_FORBIDDEN = set("/\\#?%:")  # what W&B refuses in a project name
+
+
+def project_problem(name: str) -> str | None:
+    """Why W&B would refuse this project name (each trial would lose its run), or None."""
+    bad = sorted(WANDB_PROJECT_FORBIDDEN & set(name))
+    if bad:
+        return f"a W&B project name cannot contain {' '.join(bad)}"
+    if not name.strip() or len(name) > 128:
+        return "a W&B project name has 1 to 128 characters"
+    return None
 
 
 def _read_yaml(path: str) -> Any:
@@ -283,6 +306,8 @@ def _check_parameters(path: str, parameters: Any, method: str, prefix: str = "pa
         raise BadInput(path, prefix, "must be a non-empty mapping of parameter names")
     for name, spec in parameters.items():
         key = f"{prefix}.{name}"
+        if not isinstance(name, str):
+            raise BadInput(path, key, f"parameter names must be strings, got {name!r}")
         if not isinstance(spec, dict):
             raise BadInput(path, key, "must be a mapping such as {values: [...]} or {value: x}")
         if "parameters" in spec:
@@ -327,6 +352,11 @@ def _check_param_names(path: str, isolation: IsolationConfig, parameters: dict) 
         if name not in names:
             raise BadInput(path, key, f"{name!r} is not a parameter of this sweep "
                            f"(parameters: {', '.join(names)})")
+    shrink_key = isolation.fit.key or isolation.oom.key
+    if isolation.fit.policy == "shrink" and shrink_key not in isolation.fit.features:
+        raise BadInput(path, "isolation.fit.key", f"{shrink_key!r} must be one of "
+                       "isolation.fit.features: shrinking a param the model does not fit on "
+                       "cannot change its prediction")
 
 
 def _distribution(spec: dict[str, Any]) -> str:
@@ -398,13 +428,66 @@ def _check_program(path: str, program: Any) -> None:
 
 
 def _check_schema(path: str, engine: dict[str, Any]) -> None:
+    """W&B's own JSON schema; its first complaint, pinned on a parameter when it is one."""
+    violations = _schema_violations(engine)
+    if not violations:
+        return
+    if not _schema_violations(dict(engine, parameters={"_": {"value": 1}})):
+        for name, spec in engine["parameters"].items():  # then one parameter is wrong
+            if _schema_violations(dict(engine, parameters={name: spec})):
+                raise BadInput(path, f"parameters.{name}",
+                               f"not a valid W&B parameter: {spec!r}{_text_number_hint(spec)}")
+    raise BadInput(path, "", f"not a valid W&B sweep: {violations[0]}")
+
+
+def _schema_violations(engine: dict[str, Any]) -> list[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from sweeps import schema_violations_from_proposed_config
 
-        violations = schema_violations_from_proposed_config(engine)
-    if violations:
-        raise BadInput(path, "", f"not a valid W&B sweep: {violations[0]}")
+        return schema_violations_from_proposed_config(engine)
+
+
+def _text_number_hint(spec: Any) -> str:
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string: say so, it is the usual cause."""
+    if not isinstance(spec, dict):
+        return ""
+    for key, value in spec.items():
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                continue
+            return f" ({key}: {value!r} is text to YAML; write it with a dot, e.g. 1.0e-5)"
+    return ""
+
+
+MAX_GRID = 100_000  # W&B's engine enumerates the grid up front: beyond this it hangs
+
+
+def grid_size(parameters: dict[str, Any]) -> int:
+    """How many points a grid sweep has, counted as W&B's engine enumerates them (nested
+    parameter blocks multiply too)."""
+    size = 1
+    for spec in parameters.values():
+        if "parameters" in spec:
+            size *= grid_size(spec["parameters"])
+            continue
+        kind = _distribution(spec)
+        if kind == "categorical":
+            size *= len(spec["values"])
+        elif kind == "int_uniform":
+            size *= int(spec["max"]) - int(spec["min"]) + 1
+        elif kind == "q_uniform":  # the engine takes np.arange(min, max, q)
+            size *= max(1, math.ceil((spec["max"] - spec["min"]) / spec.get("q", 1.0)))
+    return size
+
+
+def _check_grid_size(path: str, parameters: dict[str, Any]) -> None:
+    size = grid_size(parameters)
+    if size > MAX_GRID:
+        raise BadInput(path, "parameters", f"the grid has {size:,} points (more than "
+                       f"{MAX_GRID:,}); use values lists, or method random")
 
 
 def _is_number(value: Any) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Any
@@ -14,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from gpusweep.config import grid_size
 from gpusweep.records import TrialRecord, best_trial
 from gpusweep.redact import redact
 
@@ -53,21 +53,6 @@ def planned_trials(runner: Any) -> int | None:
     return min(caps) if caps else None
 
 
-def grid_size(parameters: dict[str, Any]) -> int:
-    size = 1
-    for spec in parameters.values():
-        if "parameters" in spec:
-            size *= grid_size(spec["parameters"])
-        elif "values" in spec:
-            size *= len(spec["values"])
-        elif isinstance(spec.get("min"), int) and isinstance(spec.get("max"), int) \
-                and "q" not in spec:
-            size *= spec["max"] - spec["min"] + 1
-        elif "q" in spec:
-            size *= max(1, math.ceil((spec["max"] - spec["min"]) / spec["q"]))
-    return size
-
-
 class QuietDisplay:
     """``--quiet``: nothing until the final summary line."""
 
@@ -83,7 +68,11 @@ class QuietDisplay:
     def trial_ended(self, runner: Any, record: TrialRecord) -> None: ...
 
     def message(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text, markup=False, soft_wrap=True)
+
+    def error(self, text: str) -> None:
+        """Why the sweep stopped: on stderr, unwrapped (a log keeps paths whole)."""
+        Console(stderr=True, highlight=False).print(text, markup=False, soft_wrap=True)
 
     def sweep_ended(self, runner: Any, state: str) -> None:
         self.console.print(summary_line(runner, state), markup=False, soft_wrap=True)
@@ -130,7 +119,7 @@ class LiveDisplay(QuietDisplay):
 
     def message(self, text: str) -> None:
         if self._live is not None:
-            self._live.console.print(text, markup=False)
+            self._live.console.print(text, markup=False, soft_wrap=True)
         else:
             super().message(text)
 

@@ -56,8 +56,12 @@ class TrialEvents:
     reports: int = 0
 
     def add(self, event: dict[str, Any]) -> bool:
-        """Take one event; True when it brought a new value of the sweep's metric."""
-        memory = event.get("memory") or {}
+        """Take one event; True when it brought a new value of the sweep's metric.
+
+        A malformed event (a trial writing its own lines) is taken for what it holds and
+        never raises: a trial's bad output must not end the sweep."""
+        memory = {key: value for key, value in _mapping(event.get("memory")).items()
+                  if _is_finite_number(value)}
         self.torch_peak_allocated_mb = _max(self.torch_peak_allocated_mb,
                                             memory.get("torch_peak_allocated_mb"))
         self.torch_peak_reserved_mb = _max(self.torch_peak_reserved_mb,
@@ -73,7 +77,7 @@ class TrialEvents:
             return False
         self.reports += 1
         self.report_memory.append(memory)
-        metrics = event.get("metrics") or {}
+        metrics = _mapping(event.get("metrics"))
         self.history.append(metrics)
         value = metrics.get(self.metric_name) if self.metric_name else None
         if _is_finite_number(value):
@@ -82,8 +86,12 @@ class TrialEvents:
         return False
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _max(current: float | None, value: Any) -> float | None:
-    if not isinstance(value, (int, float)):
+    if not _is_finite_number(value):
         return current
     return float(value) if current is None else max(current, float(value))
 

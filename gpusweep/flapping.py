@@ -1,7 +1,9 @@
 """The start-failure guard: a broken environment must not burn through the whole sweep.
 
-Like W&B's agent, which gives up when its first runs fail fast: here, when the sweep has no
-successful trial yet and ``max_failures`` trials failed within ``window_s`` of its start.
+Like W&B's agent, which gives up when its first runs fail fast, or fail in a row: here, when
+the sweep has no successful trial yet and either ``max_failures`` trials failed within
+``window_s`` of its start, or its first ``max_failures`` trials all failed, however slowly
+(a trial that takes 15 s to import torch and crash must not burn through the sweep either).
 """
 
 from __future__ import annotations
@@ -22,4 +24,5 @@ def is_flapping(
     if not config.enabled or any(status in SUCCESSES for status, _ in ended):
         return False
     fast = [t for status, t in ended if status in FAILURES and t <= config.window_s]
-    return len(fast) >= config.max_failures
+    all_failed = all(status in FAILURES for status, _ in ended)
+    return len(fast) >= config.max_failures or (all_failed and len(ended) >= config.max_failures)

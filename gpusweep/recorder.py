@@ -38,6 +38,7 @@ class SweepRecorder:
         self.dir = os.path.abspath(os.path.join(log_dir, sweep_id))
         self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
         self.records: list[TrialRecord] = []
+        self.reruns_started = 0  # re-runs of trials our death killed, read back by restore
         self._rows: list[str] = []  # sweep.yaml rows already rendered, one per record
         self.histories: dict[str, list[dict[str, Any]]] = {}
         self.header = SweepHeader(
@@ -140,6 +141,7 @@ class SweepRecorder:
             run = entry.get("run")
             if entry["event"] == "start":
                 started[run] = dict(entry)
+                self.reruns_started += entry.get("origin") == "rerun"
             elif entry["event"] == "pid" and run in started:
                 started[run]["pgid"] = entry.get("pgid")
             elif entry["event"] == "end" and isinstance(entry.get("record"), dict):

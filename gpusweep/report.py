@@ -81,6 +81,8 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise BadInput(out, "report", f"cannot write: {exc.strerror or exc}") from None
+    if features:
+        _check_features(path, features, data.records)
     fit = memory_fit(data.records, list(features or fit_features(data.config)))
     images: dict[str, str] = {}
     drawers = (("timeline", plots.memory_timeline), ("peaks", plots.peak_bars),
@@ -97,6 +99,15 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
     markdown = render_markdown(data, fit, images)
     write_text(os.path.join(out, "report.md"), markdown)
     return Report(out, images, markdown)
+
+
+def _check_features(path: str, features: Sequence[str], records: Sequence[Any]) -> None:
+    """``--features`` must name the trials' params: a typo would give an empty model."""
+    names = sorted({name for record in records for name in flatten(record.params)})
+    for feature in features:
+        if names and feature not in names:
+            raise BadInput(path, "--features", f"{feature!r} is not a param of this sweep's "
+                           f"trials (params: {', '.join(names)})")
 
 
 def render_markdown(data: SweepData, fit: Fit, images: Mapping[str, str]) -> str:

@@ -93,6 +93,7 @@ class SweepRunner:
         self._started_unix = 0.0
         self._lock = SweepLock(self.recorder.dir)
         self._ended_here: list[tuple[TrialStatus, float]] = []
+        self._rerun_records = 0  # killed by our own death and re-run: not counted in run_cap
         self._pool = ThreadPoolExecutor(max_workers=len(self.slots),
                                         thread_name_prefix="gpusweep-finish")
 
@@ -130,7 +131,7 @@ class SweepRunner:
         self._lock.acquire()
         previous = self._trap_signals()
         self._wall_start, self._started_unix = time.monotonic(), time.time()
-        state, code = "finished", EXIT_OK
+        state, code, aborted = "finished", EXIT_OK, None
         try:
             if self.options.resume:
                 self._resume()
@@ -141,8 +142,7 @@ class SweepRunner:
             if self._interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
         except SweepAborted as exc:
-            state, code = "aborted", exc.exit_code
-            self.display.message(str(exc))
+            state, code, aborted = "aborted", exc.exit_code, str(exc)
         except BaseException:
             state = "crashed"  # a bug of ours: the trials were still ended and recorded
             raise
@@ -158,6 +158,8 @@ class SweepRunner:
             self._lock.release()
             gc.unfreeze()
             self.display.sweep_ended(self, state)
+            if aborted:
+                self.display.error(aborted)
         return code
 
     # -- the loop ----------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class SweepRunner:
         """
         if self.options.count is not None and self.launched >= self.options.count:
             return None
-        started = len(self.records) + len(self.running)
+        started = len(self.records) + len(self.running) - self._rerun_records
         if self.spec.run_cap is not None and started >= self.spec.run_cap:
             return None
         if self.pending:
@@ -331,9 +333,9 @@ class SweepRunner:
         flapping = self.spec.isolation.flapping
         if is_flapping(self._ended_here, flapping):
             raise SweepAborted(
-                f"error: the first {len(self._ended_here)} trials all failed within "
-                f"{flapping.window_s:g} s: the environment looks broken, sweep stopped "
-                f"(isolation.flapping). Last trial {record.run} ended with:\n"
+                f"error: {len(self._ended_here)} trials failed and none succeeded (within "
+                f"{flapping.window_s:g} s, or in a row): the environment looks broken, sweep "
+                f"stopped (isolation.flapping). Last trial {record.run} ended with:\n"
                 f"{record.error or '(no output)'}", EXIT_FLAPPING)
 
     def _stop_all(self, reason: StopReason) -> None:
@@ -365,11 +367,14 @@ class SweepRunner:
         """End what the dead orchestrator left running (by token), re-run it once, queue the
         OOM retries it had not started yet, and wait until the GPU let the orphans go."""
         orphan_pids: set[int] = set()
-        for entry in self.recorder.restore():
+        orphans = self.recorder.restore()
+        self._rerun_records = self.recorder.reruns_started  # each replaced a killed record
+        for entry in orphans:
             record, pids = self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)
             orphan_pids |= pids
-            if entry.get("origin") != "rerun":
-                self.pending.append(Pending(record.params, "rerun"))
+            if entry.get("origin") != "rerun":  # run it again, in place of this record
+                self.pending.append(Pending(record.params, "rerun", entry.get("retry_of")))
+                self._rerun_records += 1
         retried = {r.retry_of for r in self.records if r.retry_of}
         for record in self.records:
             if record.status is TrialStatus.OOM and record.run not in retried:

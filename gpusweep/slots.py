@@ -49,6 +49,9 @@ def choose_devices(gpus: str | None, available: Sequence[Device] | None = None) 
             raise BadInput("--gpus", part, "expected GPU indices like 0,1 or all") from None
         if not 0 <= index < len(devices):
             raise BadInput("--gpus", part, f"no such GPU (this machine has {len(devices)})")
+        if devices[index] in chosen:
+            raise BadInput("--gpus", part, "listed twice; for several trials on one GPU use "
+                           "--slots N")
         chosen.append(devices[index])
     return chosen
 

@@ -7,6 +7,7 @@ for nested dataclasses. Every error names the dotted key, so callers can prefix 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -65,6 +66,10 @@ def coerce(annotation: Any, value: Any, key: str) -> Any:
         raise ConfigError(key, errors[0] if errors else f"invalid value {value!r}")
     if origin is typing.Literal:
         allowed = typing.get_args(annotation)
+        if value is False and "off" in allowed:  # YAML 1.1 reads a bare `off` as false
+            return "off"
+        if value is True and "on" in allowed:
+            return "on"
         if value not in allowed:
             raise ConfigError(key, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
         return value
@@ -93,7 +98,11 @@ def coerce(annotation: Any, value: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(key, f"expected an integer, got {value!r}")
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text
+            value = _number_or_text(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(key, f"expected a finite number, got {value!r}")
             return float(value)
         raise ConfigError(key, f"expected a number, got {value!r}")
     if annotation is str:
@@ -101,6 +110,13 @@ def coerce(annotation: Any, value: Any, key: str) -> Any:
             return value
         raise ConfigError(key, f"expected a string, got {value!r}")
     return value
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def parse_scalar(text: str) -> Any:
@@ -113,10 +129,7 @@ def parse_scalar(text: str) -> Any:
     except yaml.YAMLError:
         return text
     if isinstance(value, str):  # YAML 1.1 reads 1e-05 (Python's str of a small float) as text
-        try:
-            return float(value)
-        except ValueError:
-            return value
+        return _number_or_text(value)
     return value
 
 

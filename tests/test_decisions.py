@@ -139,10 +139,19 @@ def test_flapping_after_max_failures_fast():
     assert is_flapping([(failed, 1.0), (failed, 2.0), (failed, 3.0)], config)
 
 
+def test_slow_failures_in_a_row_are_flapping_too():
+    """W&B's agent also stops after its first N runs all failed, however slow each was."""
+    config = FlappingConfig(max_failures=3, window_s=60)
+    failed = TrialStatus.FAILED
+    assert not is_flapping([(failed, 100.0), (failed, 200.0)], config)
+    assert is_flapping([(failed, 100.0), (failed, 200.0), (failed, 300.0)], config)
+
+
 def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
     config = FlappingConfig(max_failures=2, window_s=60)
     failed, ok = TrialStatus.FAILED, TrialStatus.FINISHED
     assert not is_flapping([(ok, 5.0), (failed, 6.0), (failed, 7.0)], config)
-    assert not is_flapping([(failed, 100.0), (failed, 200.0)], config)
+    assert not is_flapping([(TrialStatus.TIMEOUT, 90.0), (failed, 100.0), (failed, 200.0)],
+                           config)
     assert not is_flapping([(TrialStatus.OOM, 1.0), (TrialStatus.OOM, 2.0)], config)
     assert not is_flapping([(failed, 1.0), (failed, 2.0)], FlappingConfig(enabled=False))

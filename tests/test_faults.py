@@ -150,8 +150,8 @@ def test_crash_at_start_stops_the_sweep_with_exit_4(write_sweep, run_sweep):
     assert result.returncode == 4
     assert result.sweep["totals"]["failed"] == 5  # not 30
     assert result.sweep["sweep"]["state"] == "aborted"
-    assert "isolation.flapping" in result.proc.stdout
-    assert "/data/prices does not exist" in result.proc.stdout  # the last trial's error tail
+    assert "isolation.flapping" in result.proc.stderr
+    assert "/data/prices does not exist" in result.proc.stderr  # the last trial's error tail
 
 
 def test_flapping_can_be_turned_off(write_sweep, run_sweep):
@@ -212,7 +212,7 @@ def test_records_that_cannot_be_written_stop_the_sweep_cleanly(write_sweep, tmp_
                            "--log-dir", str(log_dir), "--quiet"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, preexec_fn=small_files)
     assert proc.returncode == 5, proc.stdout + proc.stderr
-    assert "cannot write the sweep's records" in proc.stdout and "Traceback" not in proc.stderr
+    assert "cannot write the sweep's records" in proc.stderr and "Traceback" not in proc.stderr
     (sweep_dir,) = log_dir.iterdir()
     memories = list(sweep_dir.glob("*/memory.yaml"))
     assert 0 < len(memories) < 40

@@ -75,6 +75,8 @@ def test_report_of_a_real_sweep_with_a_failed_and_a_stopped_trial(write_sweep, r
     assert "No GPU" in markdown and "GPU peak" not in markdown
     assert "MemoryError" in markdown  # the failed trial says why
     assert "peak host MB ~" in markdown
+    typo = run_report(str(result.sweep_dir), "--features", "batch_sise")
+    assert typo.returncode == 2 and "'batch_sise' is not a param" in typo.stderr
 
 
 def test_bad_sweep_dir_is_one_line_and_exit_2(tmp_path, capsys):
@@ -180,7 +182,7 @@ def test_report_of_a_gpu_sweep_draws_gpu_and_host(tmp_path):
     assert "peak gpu MB ~" in markdown and "train.batch_size^" in markdown
     assert "CUDA out of memory" in markdown
     assert "Same in every trial" not in markdown  # every param varies here
-    rebuilt = report.build(str(sweep_dir), ["no.such.param"])  # no fit any more
+    rebuilt = report.build(str(sweep_dir), ["model.act"])  # not a number: no fit any more
     assert "fit" not in rebuilt.images and not (out / "fit.png").exists()
 
 

@@ -22,8 +22,8 @@ SLOW_FINALLY = textwrap.dedent("""
     import sys, time
     from gpusweep import trial
     with trial.session():
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)  # inside the try: a SIGTERM now must reach the finally
             time.sleep(30)
         finally:
             time.sleep(0.5)  # a cleanup that takes a while, like run.finish()

@@ -86,6 +86,7 @@ def test_ctrl_c_mid_trial_leaves_no_process_and_a_complete_sweep_yaml(write_swee
 def test_resume_after_sigkill_runs_every_grid_point_exactly_once(write_sweep, tmp_path):
     config = grid("sleeper.py", [1, 2, 3, 4])
     config["parameters"]["seconds"] = {"value": 1.5}
+    config["run_cap"] = 4  # the killed trial's record must not use up the last point's place
     sweep_file = write_sweep(config)
     log_dir = tmp_path / "log"
     command = [sys.executable, "tools/sweep.py", "--sweep-config", str(sweep_file),
