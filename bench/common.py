@@ -10,8 +10,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -42,26 +43,43 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version()}
 
 
-def run_sweep(config: dict[str, Any], log_dir: str | None = None,
-              extra: tuple[str, ...] = ()) -> tuple[float, Path]:
-    """Run one sweep through tools/sweep.py; return (sweep wall seconds, sweep dir).
+class Sweep(NamedTuple):
+    wall_s: float  # the orchestrator's loop, from the first trial's launch to its end
+    sweep_dir: Path
+    command_s: float  # the whole command, start-up (imports, engine) and exit included
+    launched: float  # unix time the command was started (start-up = first trial's start - it)
 
-    The wall time is the orchestrator's own (from the start of its loop to its end: the CLI's
-    import time is not part of any trial's cost).
+
+def first_gpu() -> str | None:
+    """The name of the GPU a sweep uses by default (the first one), or None on a CPU machine."""
+    from gpusweep.device import open_devices
+
+    devices = open_devices()
+    return devices[0].info.name if devices else None
+
+
+def run_sweep(config: dict[str, Any], log_dir: str | None = None,
+              extra: tuple[str, ...] = ()) -> Sweep:
+    """Run one sweep through tools/sweep.py; its loop's wall time and the whole command's.
+
+    The loop's wall time (sweep.yaml's ``wall_s``) leaves out the CLI's start-up, which is
+    paid once per sweep and is no trial's cost; ``command_s`` is timed around the subprocess.
     """
     log_dir = log_dir or tempfile.mkdtemp(prefix="gpusweep-bench-")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(config, handle)
+    launched, started = time.time(), time.perf_counter()
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config",
                            handle.name, "--log-dir", log_dir, "--quiet", *extra],
                           cwd=ROOT, capture_output=True, text=True)
+    command_s = time.perf_counter() - started
     os.unlink(handle.name)
     match = SUMMARY.search(proc.stdout)
     if proc.returncode != 0 or not match:
         raise RuntimeError(f"sweep failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     sweep_dir = Path(match["dir"])
     header = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["sweep"]
-    return float(header["wall_s"]), sweep_dir
+    return Sweep(float(header["wall_s"]), sweep_dir, command_s, launched)
 
 
 def trial_records(sweep_dir: Path) -> list[dict[str, Any]]:

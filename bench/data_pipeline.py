@@ -129,7 +129,7 @@ def main() -> None:
     assert not any(c["hit"] for c in cold) and all(w["hit"] for w in warm)
     cold_s, warm_s = median([c["seconds"] for c in cold]), median([w["seconds"] for w in warm])
     result = {
-        "windows": cold[0]["windows"], "repeats": repeats,
+        "windows": cold[0]["windows"], "tickers": tickers, "days": days, "repeats": repeats,
         "cold_s": round(cold_s, 3), "warm_s": round(warm_s, 4),
         "warm_speedup": round(cold_s / warm_s, 1),
         "cold_peak_rss_mb": round(median([c["peak_rss_mb"] for c in cold]), 1),

@@ -68,7 +68,7 @@ def main() -> None:
                   "metric": {"name": "loss", "goal": "minimize"}, "parameters": parameters,
                   "isolation": isolation}
         extra = ("--profile-leaks",) if name == "leak_per_step" else ()
-        _, sweep_dir = run_sweep(config, extra=extra)
+        _, sweep_dir, *_ = run_sweep(config, extra=extra)
         (record,) = trial_records(sweep_dir)
         status = record["status"]
         if name == "leak_per_step":

@@ -1,11 +1,12 @@
-"""The orchestrator's own footprint over 500 trivial trials: RSS growth and flat overhead.
+"""The orchestrator's own footprint over hundreds of trivial trials: RSS growth, flat overhead.
 
 Each trial is ``true`` (no Python, no memory): what is left is the orchestrator. Its RSS is
 sampled from outside (psutil on its pid) once the first 50 trials ended and at the end; the
 per-trial overhead is the gap from one trial's exit to the next one's start (stop the tree,
 wait, write the records, ask the engine, launch), compared over the first and last 50.
+Every figure is the median over repeated sweeps (a sweep of 500 takes about 15 s).
 
-    python bench/parent_scale.py [--quick] [--json] [--trials N]
+    python bench/parent_scale.py [--quick] [--json] [--trials N] [--repeats R]
 """
 
 from __future__ import annotations
@@ -24,15 +25,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, emit, median, trial_records  # noqa: E402
 
+DIGITS = {"overhead_s_first_window_median": 4, "overhead_s_last_window_median": 4,
+          "overhead_ratio_last_vs_first": 2}  # the others: MB, to 0.1
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--trials", type=int)
+    parser.add_argument("--repeats", type=int)
     args = parser.parse_args()
     trials = args.trials or (150 if args.quick else 500)
+    repeats = args.repeats or (2 if args.quick else 3)
     window = min(50, trials // 3)
+    runs = [one_sweep(trials, window) for _ in range(repeats)]
+    result = {"trials": runs[0]["trials"], "window": window, "repeats": repeats}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key != "trials":
+            result[key] = None if None in values else round(median(values), DIGITS.get(key, 1))
+    emit(result, args.json)
+
+
+def one_sweep(trials: int, window: int) -> dict:
+    """One sweep of ``trials`` trivial trials; its RSS and overhead figures."""
     config = {"method": "random", "run_cap": trials, "command": ["true", "${args}"],
               "parameters": {"x": {"min": 0.0, "max": 1.0}},
               "isolation": {"stop": {"grace_s": 1}}}
@@ -60,16 +77,15 @@ def main() -> None:
     gaps = [b["timeline"]["start"] - a["timeline"]["exit"]
             for a, b in zip(records, records[1:], strict=False)]
     first, last = median(gaps[:window]), median(gaps[-window:])
-    emit({
+    return {
         "trials": len(records),
-        "window": window,
-        "orchestrator_rss_mb_after_first_window": round(rss_after_window or 0.0, 1),
-        "orchestrator_rss_mb_peak": round(peak_rss, 1),
-        "rss_growth_mb": round(peak_rss - (rss_after_window or peak_rss), 1),
-        "overhead_s_first_window_median": round(first, 4),
-        "overhead_s_last_window_median": round(last, 4),
-        "overhead_ratio_last_vs_first": round(last / first, 2) if first > 0 else None,
-    }, args.json)
+        "orchestrator_rss_mb_after_first_window": rss_after_window or 0.0,
+        "orchestrator_rss_mb_peak": peak_rss,
+        "rss_growth_mb": peak_rss - (rss_after_window or peak_rss),
+        "overhead_s_first_window_median": first,
+        "overhead_s_last_window_median": last,
+        "overhead_ratio_last_vs_first": last / first if first > 0 else None,
+    }
 
 
 def _ended(log_dir: str) -> int:

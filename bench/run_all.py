@@ -64,20 +64,29 @@ def main() -> None:
         return
     names = args.only.split(",") if args.only else BENCHMARKS
     results = {}
-    if args.only and raw.exists():  # re-measure some: keep the others of the last run
-        results = json.loads(raw.read_text())["results"]
-    for name in names:
-        print(f"bench {name} ...", flush=True)
-        results[name] = run_one(name, args.full)
-        print(f"  {json.dumps(results[name])}", flush=True)
+    if args.only and raw.exists():  # re-measure some: keep the others, with their own stamps
+        saved = json.loads(raw.read_text())
+        stamp = {"date": saved["machine"]["date"], "mode": saved["machine"]["mode"]}
+        results = {name: {**stamp, **result} for name, result in saved["results"].items()}
     info = machine()
     info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     info["mode"] = "full" if args.full else "quick"
+    failed = []
+    for name in names:
+        print(f"bench {name} ...", flush=True)
+        # Each result keeps its own date and mode: --only merges it with older ones.
+        results[name] = {**run_one(name, args.full), "date": info["date"], "mode": info["mode"]}
+        print(f"  {json.dumps(results[name])}", flush=True)
+        if "error" in results[name]:
+            failed.append(name)
     page = render(info, results, check_targets(results))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps({"machine": info, "results": results}, indent=2) + "\n")
     Path(args.out).write_text(page)
     print(f"wrote {args.out} and {raw}")
+    if failed:
+        print(f"error: failed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def main() -> None:
     result: dict = {"trials": trials}
     walls = {}
     for slots in (1, 2, 4):
-        wall, sweep_dir = run_sweep(config, extra=("--slots", str(slots)))
+        wall, sweep_dir, *_ = run_sweep(config, extra=("--slots", str(slots)))
         records = trial_records(sweep_dir)
         assert all(r["status"] == "finished" for r in records), sweep_dir
         walls[slots] = wall

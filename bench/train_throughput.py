@@ -105,7 +105,8 @@ def main() -> None:
                              [("data.cache_dir", cache_dir)])
         cache, _ = load_or_build(config, log=lambda _: None)
         split = make_split(cache, config, warn=lambda _: None)
-        result: dict = {"device": str(device), "threads": torch.get_num_threads(),
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        result: dict = {"device": str(device), "gpu": gpu, "threads": torch.get_num_threads(),
                         "samples_per_measurement": samples, "repeats": repeats}
         amps = (False, True) if device.type == "cuda" else (False,)
         for arch in ("gru", "lstm", "cnn_rnn"):

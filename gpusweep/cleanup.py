@@ -155,6 +155,18 @@ def gpu_is_clean(
     return used_mb - baseline_mb <= tolerance_mb
 
 
+def fixed_wait_s(config: WaitConfig, peak_mb: float | None) -> float:
+    """The length of ``mode: fixed``'s sleep: ``fixed_large_s`` past ``fixed_large_above_mb``.
+
+    Seed 003's fix slept 5 s after every trial; its proposed refinement waits longer after a
+    trial that used more than 1000 MB. ``peak_mb`` is the trial's peak (GPU if any, else host).
+    """
+    if config.fixed_large_s is not None and peak_mb is not None \
+            and peak_mb > config.fixed_large_above_mb:
+        return config.fixed_large_s
+    return config.fixed_s
+
+
 def wait_until_clean(
     device: Device,
     baseline_mb: float | None,
@@ -163,18 +175,19 @@ def wait_until_clean(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     others_mb: Callable[[], float] | None = None,
+    peak_mb: float | None = None,
 ) -> WaitResult:
     """Poll the device until :func:`gpu_is_clean` (adaptive), or as ``config.mode`` says.
 
-    Returns at once on a machine with no GPU. ``mode: fixed`` sleeps ``fixed_s`` first (the
-    incident's fix) and ``mode: none`` only reads once (W&B's agent); both are kept for the
-    benchmarks that compare them. ``others_mb`` is what other trials running on the same
-    device hold now: it is not this trial's residual.
+    Returns at once on a machine with no GPU. ``mode: fixed`` sleeps :func:`fixed_wait_s`
+    first (the incident's fix; ``peak_mb`` is the trial's peak) and ``mode: none`` only reads
+    once (W&B's agent); both are kept for the benchmarks that compare them. ``others_mb`` is
+    what other trials running on the same device hold now: it is not this trial's residual.
     """
     pids = set(trial_pids)
     start = clock()
     if config.mode == "fixed":  # the incident's fix sleeps whether or not there is a GPU
-        sleep(config.fixed_s)
+        sleep(fixed_wait_s(config, peak_mb))
     if not device.is_gpu:
         return WaitResult(clock() - start, True, None, None, ())
     while True:

@@ -47,8 +47,10 @@ class StopConfig:
 class WaitConfig:
     """The wait after each trial until the GPU is back to its baseline.
 
-    ``mode: fixed`` sleeps ``fixed_s`` like the incident's fix and ``mode: none`` does not
-    wait at all, like W&B's agent; both exist only so the benchmarks can compare.
+    ``mode: fixed`` sleeps ``fixed_s`` like the incident's fix (seed 003: 5 s) and ``mode:
+    none`` does not wait at all, like W&B's agent; both exist only so the benchmarks can
+    compare. ``fixed_large_s`` is seed 003's proposed refinement (10 s when the trial's peak
+    passed 1000 MB); null keeps the fix as it shipped, ``fixed_s`` whatever the trial used.
     """
 
     tolerance_mb: float = 256.0
@@ -57,6 +59,8 @@ class WaitConfig:
     poll_s: float = 0.1
     mode: Literal["adaptive", "fixed", "none"] = "adaptive"
     fixed_s: float = 5.0
+    fixed_large_s: float | None = None
+    fixed_large_above_mb: float = 1000.0
 
     def __post_init__(self) -> None:
         _positive("tolerance_mb", self.tolerance_mb, allow_zero=True)
@@ -64,6 +68,8 @@ class WaitConfig:
         _positive("max_s", self.max_s, allow_zero=True)
         _positive("poll_s", self.poll_s)
         _positive("fixed_s", self.fixed_s, allow_zero=True)
+        _positive("fixed_large_s", self.fixed_large_s, allow_zero=True)
+        _positive("fixed_large_above_mb", self.fixed_large_above_mb, allow_zero=True)
         if self.min_s > self.max_s:
             raise ConfigError("min_s", f"{self.min_s} is greater than max_s {self.max_s}")
 

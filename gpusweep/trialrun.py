@@ -244,7 +244,7 @@ class RunningTrial:
         for end in self._ends:
             trial_pids.update(end.ended_pids)
         waited = wait_until_clean(self.device, baseline_mb, trial_pids, self.spec.isolation.wait,
-                                  others_mb=others_mb)
+                                  others_mb=others_mb, peak_mb=self._peak_mb())
         self._unix["wait_end"] = time.time()
         return self._record(baseline_mb, waited)
 
@@ -321,6 +321,16 @@ class RunningTrial:
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
             timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
         )
+
+    def _peak_mb(self) -> float | None:
+        """The trial's peak for ``mode: fixed``: torch's reserved peak (what seed 003 looked
+        at), else its processes' NVML peak; the host peak on a machine with no GPU."""
+        assert self.monitor is not None
+        peaks = self.monitor.peaks
+        if self.device.is_gpu:
+            reserved = self.events.torch_peak_reserved_mb
+            return reserved if reserved is not None else peaks.gpu_tree_mb
+        return self._host_peak_mb(peaks.rss_mb)
 
     def _host_peak_mb(self, sampled: float | None) -> float | None:
         """The tree's sampled peak, or what the trial reported of its own RSS if that was

@@ -54,6 +54,8 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     ({"on_dirty": "explode"}, "isolation.on_dirty"),
     ({"wait": {"min_s": 5, "max_s": 1}}, "isolation.wait.min_s"),
     ({"monitor": {"hz": 0}}, "isolation.monitor.hz"),
+    ({"wait": {"fixed_large_s": -1}}, "isolation.wait.fixed_large_s"),
+    ({"wait": {"fixed_large_above_mb": "1GB"}}, "isolation.wait.fixed_large_above_mb"),
 ])
 def test_bad_isolation_keys_are_named(isolation, key):
     assert error_of(base(isolation=isolation)).key == key

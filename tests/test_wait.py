@@ -2,7 +2,7 @@
 
 from fakes import FakeClock, FakeDevice
 
-from gpusweep.cleanup import gpu_is_clean, wait_until_clean
+from gpusweep.cleanup import fixed_wait_s, gpu_is_clean, wait_until_clean
 from gpusweep.config import WaitConfig
 from gpusweep.device import NullDevice
 
@@ -59,6 +59,24 @@ def test_null_device_returns_at_once():
 def test_fixed_mode_sleeps_like_the_incident_fix():
     result, clock = wait(FakeDevice([1000.0]), WaitConfig(mode="fixed", fixed_s=5.0))
     assert clock.sleeps == [5.0] and result.clean and result.wait_s == 5.0
+
+
+def test_fixed_wait_is_flat_unless_a_large_wait_is_set():
+    # Seed 003's fix as it shipped: 5 s whatever the trial used.
+    assert fixed_wait_s(WaitConfig(), 8000.0) == 5.0
+    # Its proposed refinement: longer only past the threshold (strictly above it).
+    config = WaitConfig(fixed_s=5.0, fixed_large_s=10.0, fixed_large_above_mb=1000.0)
+    assert fixed_wait_s(config, 1000.1) == 10.0
+    assert fixed_wait_s(config, 1000.0) == 5.0
+    assert fixed_wait_s(config, None) == 5.0  # peak unknown
+
+
+def test_fixed_mode_sleeps_the_large_wait_after_a_large_trial():
+    clock = FakeClock()
+    config = WaitConfig(mode="fixed", fixed_s=5.0, fixed_large_s=10.0)
+    wait_until_clean(FakeDevice([1000.0]), 1000.0, (), config, clock=clock, sleep=clock.sleep,
+                     peak_mb=2048.0)
+    assert clock.sleeps == [10.0]
 
 
 def test_none_mode_reads_once_and_reports_dirty():
