@@ -33,8 +33,8 @@ PRICES = ("open", "high", "low", "close")
 OPTIONAL = ("open", "high", "low", "volume")
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10, 1 / 20,
                 2 / 3)
-_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date", "": "date",
-            "unnamed:0": "date", "open": "open", "high": "high", "low": "low", "close": "close",
+_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date",
+            "open": "open", "high": "high", "low": "low", "close": "close",
             "adjclose": "adj_close", "volume": "volume", "change": "change"}
 _MISSING = {"", "nan", "NaN", "NA", "N/A", "null", "None", "-"}
 
@@ -113,6 +113,12 @@ def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
 
 
 def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
+    """Our column name -> the file's; a named date column beats a blank index column.
+
+    ``df.to_csv()`` writes a blank (or ``Unnamed: 0``) first column of row numbers before
+    ``Date``, and an index named None holds the dates with a blank header: so the blank column
+    is the date only when no column is named like one.
+    """
     found: dict[str, str] = {}
     for name in names:
         key = _ALIASES.get(re.sub(r"[\s_]", "", str(name)).lower())
@@ -121,7 +127,8 @@ def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
     if "close" not in found and "adj_close" in found:
         found["close"] = found["adj_close"]
     if "date" not in found:
-        found["date"] = names[0] if names else ""
+        blank = [n for n in names if re.sub(r"\s", "", str(n)).lower() in ("", "unnamed:0")]
+        found["date"] = blank[0] if blank else (names[0] if names else "")
     if "close" not in found:
         raise DataError(path, 1, f"no Close column (header: {', '.join(map(str, names))})")
     return found

@@ -33,6 +33,10 @@ def write(tmp_path, name, text):
                                 "DATE,OPEN,HIGH,LOW,CLOSE,ADJ CLOSE,VOLUME")),
     ("tab.tsv", YAHOO.replace(",", "\t")),
     ("index.csv", YAHOO.replace("Date,", ",", 1)),  # pandas' to_csv with an unnamed index
+    ("rownumbers.csv", ",".join(["", YAHOO.splitlines()[0]]) + "\n"  # df.to_csv() default
+     + "".join(f"{i},{line}\n" for i, line in enumerate(YAHOO.splitlines()[1:]))),
+    ("unnamed.csv", "Unnamed: 0," + YAHOO.splitlines()[0] + "\n"
+     + "".join(f"{i},{line}\n" for i, line in enumerate(YAHOO.splitlines()[1:]))),
     ("tz.csv", YAHOO.replace("2020-01-02,", "2020-01-02 00:00:00-05:00,")),
 ])
 def test_common_layouts_read_the_same_prices(tmp_path, name, text):
