@@ -70,9 +70,12 @@ def source_identity(data: DataConfig) -> dict[str, Any]:
     files = []
     for path in csv_files(data.dir):
         digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:  # a directory named X.csv, no permission
+            raise DataError(path, None, f"cannot read: {exc.strerror or exc}") from None
         files.append([os.path.basename(path), os.path.getsize(path), digest.hexdigest()])
     return {"csv": files}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import io
 import math
 import os
 import re
@@ -35,7 +36,10 @@ SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5,
                 2 / 3)
 _ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date",
             "open": "open", "high": "high", "low": "low", "close": "close",
-            "adjclose": "adj_close", "volume": "volume", "change": "change"}
+            "adjclose": "adj_close", "volume": "volume", "change": "change",
+            # KRX / HTS exports in Korean: date, open, high, low, close, volume
+            "일자": "date", "날짜": "date", "시가": "open", "고가": "high", "저가": "low",
+            "종가": "close", "거래량": "volume"}
 _MISSING = {"", "nan", "NaN", "NA", "N/A", "null", "None", "-"}
 
 
@@ -92,14 +96,14 @@ class Ticker:
 # -- reading -------------------------------------------------------------------------------
 def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
     """One ticker's file, any of the usual layouts, as a cleaned frame and its report."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        header = handle.readline()
+    text = read_text(path)
+    header = text.split("\n", 1)[0]
     if not header.strip():
         raise DataError(path, 1, "empty file (no header line)")
     sep = "\t" if "\t" in header else ","
     try:
-        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
-                          encoding="utf-8-sig", skipinitialspace=True)
+        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                          skipinitialspace=True)
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise DataError(path, int(match.group(1)) if match else None,
@@ -110,6 +114,30 @@ def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
         if name in columns:
             frame[name] = _parse_numbers(path, raw[columns[name]], name)
     return clean(frame)
+
+
+ENCODINGS = ("utf-8-sig", "cp949", "latin-1")  # cp949: Korean KRX/HTS exports; latin-1 last
+
+
+def read_text(path: str) -> str:
+    """The file's text: UTF-8, else cp949, else latin-1 (which decodes any byte).
+
+    A file that cannot be opened (a directory named X.csv, no permission) or holds NUL bytes
+    (binary, or UTF-16) raises :class:`DataError` instead of a traceback.
+    """
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in blob:
+        raise DataError(path, None, "binary file (NUL bytes), not CSV text")
+    for encoding in ENCODINGS:
+        try:
+            return blob.decode(encoding).replace("\r\n", "\n")
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any byte")  # pragma: no cover
 
 
 def _standard_columns(path: str, names: list[str]) -> dict[str, str]:

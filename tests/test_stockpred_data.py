@@ -97,6 +97,36 @@ def test_unusable_files_name_the_file_and_row(tmp_path, text, row, words):
     assert words.lower() in str(info.value).lower()
 
 
+def test_korean_cp949_and_latin1_files_are_read(tmp_path):
+    korean = tmp_path / "005930.csv"
+    korean.write_bytes(YAHOO.replace("Date,Open,High,Low,Close,Adj Close,Volume",
+                                     "일자,시가,고가,저가,종가,수정종가,거래량").encode("cp949"))
+    frame, _ = read_csv(str(korean))
+    assert list(frame["close"]) == [10.2, 10.4, 10.8] and list(frame["volume"])[0] == 1000
+    latin = tmp_path / "note.csv"
+    latin.write_bytes("Date,Close,Note\n2020-01-02,5,Société\n2020-01-03,6,né\n"
+                      .encode("latin-1"))
+    assert list(read_csv(str(latin))[0]["close"]) == [5.0, 6.0]
+
+
+def test_binary_and_directory_named_csv_are_one_data_error(tmp_path):
+    from stockpred.cache import source_identity
+    from stockpred.config import DataConfig
+
+    binary = tmp_path / "bin" / "RANDOM.csv"
+    binary.parent.mkdir()
+    binary.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DataError, match="RANDOM.csv: binary file"):
+        read_csv(str(binary))
+    folder = tmp_path / "dir" / "X.csv"
+    folder.mkdir(parents=True)
+    with pytest.raises(DataError, match="X.csv: cannot read"):
+        read_csv(str(folder))
+    with pytest.raises(DataError, match="X.csv: cannot read"):  # the cache key hashes files
+        source_identity(DataConfig(source="csv", dir=str(folder.parent)))
+    assert data.main(["inspect", str(binary.parent)]) == 2
+
+
 def test_split_detection_finds_a_planted_split(tmp_path):
     (_, frame), = synthetic_market(1, 400, seed=3, signal=0.0)
     assert detect_splits(frame) == []  # seed 3's single ticker has no split of its own
