@@ -20,6 +20,7 @@ import math
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -168,7 +169,9 @@ def _parse_dates(path: str, text: pd.Series) -> pd.Series:
     if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
         dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     else:
-        dates = pd.to_datetime(text, errors="coerce")
+        with warnings.catch_warnings():  # "Could not infer format": the error line says it
+            warnings.simplefilter("ignore", UserWarning)
+            dates = pd.to_datetime(text, errors="coerce")
     bad = dates.isna() & ~missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])

@@ -185,6 +185,18 @@ def test_inspect_of_a_bad_file_exits_2_naming_it(tmp_path, capsys):
     assert "bad.csv: row 2: close is not a number" in capsys.readouterr().err
 
 
+def test_unparsable_dates_are_one_line_without_pandas_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    write(tmp_path, "CLOSE.csv", "Close\n184.07\n186.97\n185.39\n")
+    proc = subprocess.run([sys.executable, "-m", "stockpred.data", "inspect", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'CLOSE.csv'}: row 2: cannot parse date '184.07'"]
+
+
 def test_download_without_a_downloader_says_what_to_install(capsys):
     import importlib.util
 
