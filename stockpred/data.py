@@ -103,18 +103,30 @@ def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
         raise DataError(path, 1, "empty file (no header line)")
     sep = "\t" if "\t" in header else ","
     try:
+        # blank lines kept (and dropped below) so that row i is the file's line i + 2
         raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                          skipinitialspace=True)
+                          skipinitialspace=True, skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise DataError(path, int(match.group(1)) if match else None,
+        raise DataError(path, parser_error_line(str(exc)),
                         f"malformed line: {str(exc).strip().splitlines()[-1]}") from None
     columns = _standard_columns(path, list(raw.columns))
+    blank = (raw.apply(lambda column: column.str.strip()) == "").all(axis=1).to_numpy()
     frame = pd.DataFrame({"date": _parse_dates(path, raw[columns["date"]])})
     for name in ("close", *OPTIONAL):
         if name in columns:
             frame[name] = _parse_numbers(path, raw[columns[name]], name)
-    return clean(frame)
+    frame, report = clean(frame[~blank])
+    report.nan += int(blank.sum())  # a blank line is a row with every value missing
+    return frame, report
+
+
+def parser_error_line(message: str) -> int | None:
+    """The file line (header = 1) of a pandas ParserError, which counts in two ways."""
+    match = re.search(r"in line (\d+)", message)  # "Expected 2 fields in line 4": 1-based
+    if match:
+        return int(match.group(1))
+    match = re.search(r"starting at row (\d+)", message)  # "EOF inside string": 0-based
+    return int(match.group(1)) + 1 if match else None
 
 
 ENCODINGS = ("utf-8-sig", "cp949", "latin-1")  # cp949: Korean KRX/HTS exports; latin-1 last
@@ -166,7 +178,7 @@ def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
 def _parse_dates(path: str, text: pd.Series) -> pd.Series:
     text = text.str.strip()
     missing = text.isin(_MISSING)
-    if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
+    if text[~missing].str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
         dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     else:
         with warnings.catch_warnings():  # "Could not infer format": the error line says it

@@ -87,6 +87,12 @@ def test_cleaning_counts_every_change(tmp_path):
     ("Date,Open,Volume\n2020-01-02,1,5\n", 1, "no Close column"),
     ("", 1, "empty file"),
     ("Date,Close\n2020-01-02,1\n2020-01-03,1,7,8\n", 3, "malformed"),
+    # blank lines count as file lines (pandas would skip them and shift the numbers)
+    ("Date,Close\n2020-01-02,1\n\n\n2020-01-03,x\n", 5, "close is not a number"),
+    ("Date,Close\n\n2020-01-02,1\n\n2020-13-45,1\n", 5, "cannot parse date"),
+    ("Date,Close\n2020-01-02,1\n\n2020-01-03,1,7,8\n", 4, "malformed"),
+    ("Date,Close\n2020-01-02,1\n\n2020-01-03,1\n\"2020-01-04,1\n2020-01-05,1\n", 5,
+     "EOF inside string"),
 ])
 def test_unusable_files_name_the_file_and_row(tmp_path, text, row, words):
     path = write(tmp_path, "bad.csv", text)
@@ -95,6 +101,13 @@ def test_unusable_files_name_the_file_and_row(tmp_path, text, row, words):
     assert info.value.path == path and info.value.row == row
     assert f"{path}: row {row}:" in str(info.value)
     assert words.lower() in str(info.value).lower()
+
+
+def test_blank_lines_are_counted_as_missing_rows(tmp_path):
+    frame, report = read_csv(write(tmp_path, "b.csv", "Date,Close\n2020-01-02,1\n\n  \n"
+                                                       "2020-01-03,2\n"))
+    assert list(frame["close"]) == [1.0, 2.0]
+    assert report.nan == 2 and report.duplicates == 0
 
 
 def test_korean_cp949_and_latin1_files_are_read(tmp_path):
