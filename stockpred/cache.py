@@ -37,7 +37,7 @@ from stockpred.data import DataError, common_columns, csv_files, load_market
 if TYPE_CHECKING:
     from stockpred.config import Config, DataConfig
 
-CACHE_VERSION = 1  # bump when features, target or cleaning code changes what is cached
+CACHE_VERSION = 2  # bump when features, target or cleaning code changes what is cached
 ARRAYS = ("features", "dates", "offsets", "starts", "targets")
 
 
@@ -130,21 +130,20 @@ def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> Non
     started = time.monotonic()
     tickers = load_market(config.data)
     notes = _describe(tickers, config.data.adjust_splits)
-    names, dropped = feats.select(config.features.names, common_columns(tickers))
+    names, dropped, skip, usable = choose(tickers, config)
+    kept = {id(t) for t in usable}
+    short = [t for t in tickers if id(t) not in kept]
+    if short:
+        notes.append(f"{len(short)} tickers skipped, fewer than "
+                     f"{skip + config.features.window + config.target.horizon} usable rows: "
+                     f"{_first(t.source or t.name for t in short)}")
     if dropped:
         missing = "; ".join(f"{n} (needs {', '.join(c)})" for n, c in dropped.items())
-        notes.append(f"features dropped, columns missing in some files: {missing}")
-    if not names:
-        raise DataError(config.data.dir or "data", None, "no feature can be computed")
-    skip = max(feats.warmup(names), config.target.vol_window)
-    window, horizon = config.features.window, config.target.horizon
-    usable = [t for t in tickers if len(t.frame) - skip >= window + horizon]
-    if len(usable) < len(tickers):
-        notes.append(f"{len(tickers) - len(usable)} tickers skipped: fewer than "
-                     f"{skip + window + horizon} usable rows")
-    if not usable:
-        raise DataError(config.data.dir or "data", None, "no ticker has enough rows "
-                        f"({skip + window + horizon} needed after cleaning)")
+        lacking = [t.source or t.name for t in usable
+                   if any(c not in t.frame for cols in dropped.values() for c in cols)]
+        notes.append(f"features dropped, columns missing in some files: {missing}; "
+                     f"files: {_first(lacking)}")
+    window = config.features.window
     sizes = [len(t.frame) - skip for t in usable]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     matrix = np.lib.format.open_memmap(os.path.join(out, "features.npy"), mode="w+",
@@ -177,6 +176,36 @@ def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> Non
             "build_seconds": round(time.monotonic() - started, 2)}
     with open(os.path.join(out, "meta.json"), "w", encoding="utf-8") as handle:
         json.dump(meta, handle, indent=1)
+
+
+def choose(tickers: list, config: Config) -> tuple[list[str], dict, int, list]:
+    """Features, dropped features, warm-up rows and the tickers long enough to use.
+
+    Only usable tickers decide which columns are common, so a short or empty file does not
+    remove features from every other ticker. Dropping a ticker can only add columns, hence
+    features and warm-up, hence drop more tickers: repeat until nothing changes.
+    """
+    need = config.features.window + config.target.horizon
+    usable = [t for t in tickers if len(t.frame)]
+    while True:
+        names, dropped = feats.select(config.features.names, common_columns(usable))
+        if not names:
+            raise DataError(config.data.dir or "data", None, "no feature can be computed")
+        skip = max(feats.warmup(names), config.target.vol_window)
+        keep = [t for t in usable if len(t.frame) - skip >= need]
+        if not keep:
+            raise DataError(config.data.dir or "data", None, "no ticker has enough rows "
+                            f"({skip + need} needed after cleaning)")
+        if len(keep) == len(usable):
+            return names, dropped, skip, usable
+        usable = keep
+
+
+def _first(names, shown: int = 5) -> str:
+    """At most ``shown`` names, then how many more."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _describe(tickers: list, adjusted: bool) -> list[str]:

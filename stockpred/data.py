@@ -92,6 +92,7 @@ class Ticker:
     frame: pd.DataFrame  # columns: date (datetime64) and close, plus any of OPTIONAL
     report: CleanReport = field(default_factory=CleanReport)
     splits: list[SplitEvent] = field(default_factory=list)
+    source: str = ""  # the file's name, for notes; empty for the synthetic market
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -296,7 +297,8 @@ def load_dir(directory: str, adjust: bool) -> list[Ticker]:
     for path in csv_files(directory):
         frame, report = read_csv(path)
         name = os.path.splitext(os.path.basename(path))[0]
-        tickers.append(_finish(Ticker(name, frame, report), adjust))
+        tickers.append(_finish(Ticker(name, frame, report, source=os.path.basename(path)),
+                               adjust))
     return tickers
 
 
