@@ -327,10 +327,21 @@ def common_columns(tickers: list[Ticker]) -> set[str]:
 
 # -- command line ---------------------------------------------------------------------------
 def inspect(directory: str) -> int:
-    """Print rows, date range, gaps, cleaning and suspected splits per file."""
+    """Print rows, date range, gaps, cleaning and suspected splits per file.
+
+    A bad file gets its error line (on stderr) in its turn and the others are still shown,
+    so one pass finds every bad file; the exit status is then 2.
+    """
+    bad = 0
     for path in csv_files(directory):
-        frame, report = read_csv(path)
         name = os.path.basename(path)
+        try:
+            frame, report = read_csv(path)
+        except DataError as exc:
+            sys.stdout.flush()
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            bad += 1
+            continue
         if frame.empty:
             print(f"{name}: no usable rows ({report})")
             continue
@@ -342,7 +353,7 @@ def inspect(directory: str) -> int:
         print(f"{name}: rows {len(frame)}, {frame['date'].iloc[0].date()} .. "
               f"{frame['date'].iloc[-1].date()}, gaps {len(gaps)}{longest}, "
               f"cleaning: {report}, suspected splits: {found}")
-    return 0
+    return 2 if bad else 0
 
 
 def download(tickers: list[str], start: str, out: str) -> int:

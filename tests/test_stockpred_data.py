@@ -198,6 +198,19 @@ def test_inspect_of_a_bad_file_exits_2_naming_it(tmp_path, capsys):
     assert "bad.csv: row 2: close is not a number" in capsys.readouterr().err
 
 
+def test_inspect_reports_every_bad_file_and_goes_on(tmp_path, capsys):
+    write(tmp_path, "A_BAD.csv", "Date,Close\n2020-01-02,x\n")
+    write(tmp_path, "B_GOOD.csv", "Date,Close\n2020-01-02,1\n2020-01-03,2\n")
+    write(tmp_path, "C_BAD.csv", "Date,Open\n2020-01-02,1\n")
+    assert data.main(["inspect", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert "B_GOOD.csv: rows 2" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert "A_BAD.csv: row 2: close is not a number" in lines[0]
+    assert "C_BAD.csv: row 1: no Close column" in lines[1]
+
+
 def test_unparsable_dates_are_one_line_without_pandas_warnings(tmp_path):
     import subprocess
     import sys
