@@ -32,7 +32,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from stockpred import features as feats
 from stockpred import target as tgt
-from stockpred.data import DataError, common_columns, csv_files, load_market
+from stockpred.data import DataError, common_columns, csv_files, ignored_note, load_market
 
 if TYPE_CHECKING:
     from stockpred.config import Config, DataConfig
@@ -130,6 +130,9 @@ def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> Non
     started = time.monotonic()
     tickers = load_market(config.data)
     notes = _describe(tickers, config.data.adjust_splits)
+    ignored = ignored_note(config.data.dir) if config.data.source == "csv" else None
+    if ignored:
+        notes.append(ignored)
     names, dropped, skip, usable = choose(tickers, config)
     kept = {id(t) for t in usable}
     short = [t for t in tickers if id(t) not in kept]

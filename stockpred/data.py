@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
 import io
 import math
 import os
@@ -280,15 +279,42 @@ def adjust_splits(frame: pd.DataFrame, events: list[SplitEvent]) -> pd.DataFrame
 
 
 # -- a directory of files ---------------------------------------------------------------------
+DATA_SUFFIXES = (".csv", ".tsv")  # any letter case
+
+
 def csv_files(directory: str) -> list[str]:
-    """The data files of ``directory`` (``*.csv``, ``*.tsv``, ``*.txt``), sorted."""
+    """The data files of ``directory`` (``*.csv``, ``*.tsv``, any case), sorted."""
+    files, _ = scan(directory)
+    if not files:
+        raise DataError(directory, None, "no .csv or .tsv files")
+    return files
+
+
+def scan(directory: str) -> tuple[list[str], list[str]]:
+    """Data files and the other files (README.txt, ...), which are ignored but counted.
+
+    Hidden files (``.DS_Store``) and sub-directories not named like data are left out of both.
+    """
     if not os.path.isdir(directory):
         raise DataError(directory, None, "not a directory")
-    files = sorted(p for ext in ("csv", "tsv", "txt")
-                   for p in glob.glob(os.path.join(directory, f"*.{ext}")))
-    if not files:
-        raise DataError(directory, None, "no .csv, .tsv or .txt files")
-    return files
+    files, others = [], []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.lower().endswith(DATA_SUFFIXES):
+            files.append(path)
+        elif not name.startswith(".") and os.path.isfile(path):
+            others.append(path)
+    return files, others
+
+
+def ignored_note(directory: str) -> str | None:
+    """One line saying how many non-data files were ignored, naming the first few."""
+    _, others = scan(directory)
+    if not others:
+        return None
+    shown = ", ".join(os.path.basename(p) for p in others[:5])
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    return f"{len(others)} files ignored (not .csv or .tsv): {shown}{more}"
 
 
 def load_dir(directory: str, adjust: bool) -> list[Ticker]:
@@ -353,6 +379,9 @@ def inspect(directory: str) -> int:
         print(f"{name}: rows {len(frame)}, {frame['date'].iloc[0].date()} .. "
               f"{frame['date'].iloc[-1].date()}, gaps {len(gaps)}{longest}, "
               f"cleaning: {report}, suspected splits: {found}")
+    note = ignored_note(directory)
+    if note:
+        print(note)
     return 2 if bad else 0
 
 

@@ -135,6 +135,7 @@ def test_a_skipped_short_file_removes_no_feature_from_the_others(tmp_path):
     write_csvs(str(csv), 3, 150, seed=0)
     (csv / "TINY.csv").write_text("Date,Close\n2020-01-02,5\n2020-01-03,6\n")
     (csv / "EMPTY.csv").write_text("Date,Close\n")
+    (csv / "README.txt").write_text("where these prices come from\n")
     config = replace(tiny(tmp_path), data={"source": "csv", "dir": str(csv)})
     cache, _ = load_or_build(config, log=lambda m: None)
     assert cache.feature_names == list(features.FEATURES)  # atr_14, volume... all kept
@@ -142,6 +143,7 @@ def test_a_skipped_short_file_removes_no_feature_from_the_others(tmp_path):
     (skipped,) = [n for n in cache.meta["notes"] if "tickers skipped" in n]
     assert skipped.startswith("2 tickers skipped") and "EMPTY.csv, TINY.csv" in skipped
     assert not [n for n in cache.meta["notes"] if n.startswith("features dropped")]
+    assert "1 files ignored (not .csv or .tsv): README.txt" in cache.meta["notes"]
 
 
 def test_dropped_features_name_the_files_missing_columns(tmp_path):

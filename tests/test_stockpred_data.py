@@ -211,6 +211,18 @@ def test_inspect_reports_every_bad_file_and_goes_on(tmp_path, capsys):
     assert "C_BAD.csv: row 1: no Close column" in lines[1]
 
 
+def test_discovery_takes_csv_and_tsv_in_any_case_and_counts_the_rest(tmp_path):
+    for name in ("A.CSV", "B.Tsv", "c.csv"):
+        write(tmp_path, name, YAHOO.replace(",", "\t") if name.lower().endswith(".tsv") else YAHOO)
+    write(tmp_path, "README.txt", "prices from somewhere\n")
+    write(tmp_path, "notes.md", "# notes\n")
+    write(tmp_path, ".DS_Store", "junk")
+    tickers = data.load_dir(str(tmp_path), adjust=False)
+    assert [t.name for t in tickers] == ["A", "B", "c"]
+    assert data.ignored_note(str(tmp_path)) == (
+        "2 files ignored (not .csv or .tsv): README.txt, notes.md")
+
+
 def test_unparsable_dates_are_one_line_without_pandas_warnings(tmp_path):
     import subprocess
     import sys
