@@ -175,11 +175,17 @@ def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
     return found
 
 
+_NUMERIC_DMY = r"^\d{1,2}([./-])\d{1,2}\1\d{4}$"  # 02.01.2012, 01/02/2012: which is the day?
+
+
 def _parse_dates(path: str, text: pd.Series) -> pd.Series:
     text = text.str.strip()
     missing = text.isin(_MISSING)
-    if text[~missing].str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
+    present = text[~missing]
+    if present.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
         dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    elif len(present) and present.str.match(_NUMERIC_DMY).all():
+        dates = _day_or_month_first(path, text, present)
     else:
         with warnings.catch_warnings():  # "Could not infer format": the error line says it
             warnings.simplefilter("ignore", UserWarning)
@@ -189,6 +195,30 @@ def _parse_dates(path: str, text: pd.Series) -> pd.Series:
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(path, i + 2, f"cannot parse date {text.iloc[i]!r}")
     return dates
+
+
+def _day_or_month_first(path: str, text: pd.Series, present: pd.Series) -> pd.Series:
+    """Read D.M.Y / M/D/Y dates with the one order that fits the whole file.
+
+    pandas guesses from the first date, so 02.01.2012 was 1 February until a day above 12
+    failed. Here each order is tried on every date: the one that parses all of them wins; if
+    both do (no day above 12), the one whose dates run in order; else the file is ambiguous.
+    """
+    sep = re.match(_NUMERIC_DMY, present.iloc[0]).group(1)
+    tries = {order: pd.to_datetime(text, format=fmt.replace("/", sep), errors="coerce")
+             for order, fmt in (("month-first", "%m/%d/%Y"), ("day-first", "%d/%m/%Y"))}
+    fails = {order: int(d.loc[present.index].isna().sum())
+             for order, d in tries.items()}
+    full = [order for order, n in fails.items() if n == 0]
+    if len(full) == 2:
+        ordered = [o for o in full if tries[o].dropna().is_monotonic_increasing
+                   or tries[o].dropna().is_monotonic_decreasing]
+        if len(ordered) == 1 or tries["month-first"].equals(tries["day-first"]):
+            full = ordered[:1] or full[:1]
+        else:
+            raise DataError(path, None, f"ambiguous dates such as {present.iloc[0]!r}: day-first "
+                            "or month-first (no day above 12 decides it); write YYYY-MM-DD")
+    return tries[full[0] if full else min(fails, key=fails.get)]
 
 
 def _parse_numbers(path: str, text: pd.Series, name: str) -> pd.Series:

@@ -103,6 +103,28 @@ def test_unusable_files_name_the_file_and_row(tmp_path, text, row, words):
     assert words.lower() in str(info.value).lower()
 
 
+@pytest.mark.parametrize("fmt", ["%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y"])
+def test_day_first_and_month_first_dates_are_told_apart(tmp_path, fmt):
+    days = pd.bdate_range("2012-01-02", periods=30)  # crosses day 13
+    text = "Date,Close\n" + "".join(f"{d.strftime(fmt)},{i + 1}\n" for i, d in enumerate(days))
+    frame, _ = read_csv(write(tmp_path, "d.csv", text))
+    assert list(frame["date"]) == list(days)
+
+
+def test_dates_with_no_day_above_12_are_read_in_the_order_that_runs_forward(tmp_path):
+    # 02.01 .. 12.01 day-first is 2..12 January in order; month-first jumps month to month
+    text = "Date,Close\n02.01.2012,1\n05.01.2012,2\n11.01.2012,3\n12.01.2012,4\n03.02.2012,5\n"
+    frame, _ = read_csv(write(tmp_path, "d.csv", text))
+    assert [str(d.date()) for d in frame["date"]] == [
+        "2012-01-02", "2012-01-05", "2012-01-11", "2012-01-12", "2012-02-03"]
+
+
+def test_truly_ambiguous_dates_are_an_error_not_a_guess(tmp_path):
+    path = write(tmp_path, "amb.csv", "Date,Close\n01.02.2012,1\n01.03.2012,2\n")
+    with pytest.raises(DataError, match="amb.csv: ambiguous dates such as '01.02.2012'"):
+        read_csv(path)
+
+
 def test_blank_lines_are_counted_as_missing_rows(tmp_path):
     frame, report = read_csv(write(tmp_path, "b.csv", "Date,Close\n2020-01-02,1\n\n  \n"
                                                        "2020-01-03,2\n"))
