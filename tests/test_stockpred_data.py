@@ -257,6 +257,23 @@ def test_unparsable_dates_are_one_line_without_pandas_warnings(tmp_path):
         f"error: {tmp_path / 'CLOSE.csv'}: row 2: cannot parse date '184.07'"]
 
 
+@pytest.mark.parametrize("symbol, installed, expected", [
+    ("005930", {"yfinance", "fdr"}, ("fdr", "005930")),  # KRX code: FDR when it is there
+    ("005930", {"yfinance"}, ("yfinance", "005930.KS")),
+    ("005930", {"fdr"}, ("fdr", "005930")),
+    ("AAPL", {"yfinance", "fdr"}, ("yfinance", "AAPL")),
+    ("AAPL", {"fdr"}, ("fdr", "AAPL")),
+    ("005930.KQ", {"yfinance", "fdr"}, ("yfinance", "005930.KQ")),
+])
+def test_download_routes_krx_codes_to_finance_data_reader(symbol, installed, expected):
+    assert data.downloader_for(symbol, installed) == expected
+
+
+def test_download_routing_without_a_downloader_is_a_data_error():
+    with pytest.raises(DataError, match="pip install yfinance"):
+        data.downloader_for("AAPL", set())
+
+
 def test_download_without_a_downloader_says_what_to_install(capsys):
     import importlib.util
 
