@@ -225,6 +225,12 @@ def _describe(tickers: list, adjusted: bool) -> list[str]:
         more = f" and {len(found) - 8} more" if len(found) > 8 else ""
         action = "back-adjusted" if adjusted else "NOT adjusted (data.adjust_splits: false)"
         notes.append(f"suspected splits {action}: {shown}{more}")
+        blind = sorted({n for n, _ in found} & {t.name for t in tickers
+                                                 if "high" not in t.frame or "low" not in t.frame})
+        if blind:  # without the day's range a crash to half looks exactly like a 2:1 split
+            notes.append(f"split detection without High/Low cannot tell a crash from a split "
+                         f"in {_first(blind)}: check them with inspect, or set "
+                         "data.adjust_splits: false")
     return notes
 
 

@@ -158,3 +158,16 @@ def test_dropped_features_name_the_files_missing_columns(tmp_path):
     (dropped,) = [n for n in cache.meta["notes"] if n.startswith("features dropped")]
     assert dropped.endswith("files: SYN0000.csv, SYN0001.csv, SYN0002.csv, SYN0003.csv, "
                             "SYN0004.csv and 2 more")
+
+
+def test_splits_found_in_close_only_files_come_with_a_warning(tmp_path):
+    csv = tmp_path / "csv"
+    write_csvs(str(csv), 2, 150, seed=0)
+    path = csv / "SYN0000.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    body = [[r[0], str(float(r[4]) / (2.0 if i >= 100 else 1.0))] for i, r in enumerate(rows[1:])]
+    path.write_text("Date,Close\n" + "".join(f"{d},{c}\n" for d, c in body))  # a -50% day
+    config = replace(tiny(tmp_path), data={"source": "csv", "dir": str(csv)})
+    cache, _ = load_or_build(config, log=lambda m: None)
+    (warning,) = [n for n in cache.meta["notes"] if "cannot tell a crash" in n]
+    assert "in SYN0000:" in warning and "data.adjust_splits: false" in warning
