@@ -121,13 +121,16 @@ def _number_or_text(text: str) -> float | str:
 
 def parse_scalar(text: str) -> Any:
     """Parse a command-line value the way YAML would (``0.001``, ``true``, ``[1, 2]``), and
-    numbers in any form Python prints them (``1e-05``)."""
+    numbers in any form Python prints them (``1e-05``). ``None`` is null like ``null`` and
+    ``~``: W&B's ``${args}`` writes a sweep parameter's null value as ``--key=None``."""
     import yaml
 
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if value == "None":
+        return None
     if isinstance(value, str):  # YAML 1.1 reads 1e-05 (Python's str of a small float) as text
         return _number_or_text(value)
     return value

@@ -32,12 +32,12 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 
 from stockpred import features as feats
 from stockpred import target as tgt
-from stockpred.data import DataError, common_columns, csv_files, load_market
+from stockpred.data import DataError, common_columns, csv_files, ignored_note, load_market
 
 if TYPE_CHECKING:
     from stockpred.config import Config, DataConfig
 
-CACHE_VERSION = 1  # bump when features, target or cleaning code changes what is cached
+CACHE_VERSION = 2  # bump when features, target or cleaning code changes what is cached
 ARRAYS = ("features", "dates", "offsets", "starts", "targets")
 
 
@@ -70,9 +70,12 @@ def source_identity(data: DataConfig) -> dict[str, Any]:
     files = []
     for path in csv_files(data.dir):
         digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as exc:  # a directory named X.csv, no permission
+            raise DataError(path, None, f"cannot read: {exc.strerror or exc}") from None
         files.append([os.path.basename(path), os.path.getsize(path), digest.hexdigest()])
     return {"csv": files}
 
@@ -127,21 +130,23 @@ def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> Non
     started = time.monotonic()
     tickers = load_market(config.data)
     notes = _describe(tickers, config.data.adjust_splits)
-    names, dropped = feats.select(config.features.names, common_columns(tickers))
+    ignored = ignored_note(config.data.dir) if config.data.source == "csv" else None
+    if ignored:
+        notes.append(ignored)
+    names, dropped, skip, usable = choose(tickers, config)
+    kept = {id(t) for t in usable}
+    short = [t for t in tickers if id(t) not in kept]
+    if short:
+        notes.append(f"{len(short)} tickers skipped, fewer than "
+                     f"{skip + config.features.window + config.target.horizon} usable rows: "
+                     f"{_first(t.source or t.name for t in short)}")
     if dropped:
         missing = "; ".join(f"{n} (needs {', '.join(c)})" for n, c in dropped.items())
-        notes.append(f"features dropped, columns missing in some files: {missing}")
-    if not names:
-        raise DataError(config.data.dir or "data", None, "no feature can be computed")
-    skip = max(feats.warmup(names), config.target.vol_window)
-    window, horizon = config.features.window, config.target.horizon
-    usable = [t for t in tickers if len(t.frame) - skip >= window + horizon]
-    if len(usable) < len(tickers):
-        notes.append(f"{len(tickers) - len(usable)} tickers skipped: fewer than "
-                     f"{skip + window + horizon} usable rows")
-    if not usable:
-        raise DataError(config.data.dir or "data", None, "no ticker has enough rows "
-                        f"({skip + window + horizon} needed after cleaning)")
+        lacking = [t.source or t.name for t in usable
+                   if any(c not in t.frame for cols in dropped.values() for c in cols)]
+        notes.append(f"features dropped, columns missing in some files: {missing}; "
+                     f"files: {_first(lacking)}")
+    window = config.features.window
     sizes = [len(t.frame) - skip for t in usable]
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     matrix = np.lib.format.open_memmap(os.path.join(out, "features.npy"), mode="w+",
@@ -176,6 +181,36 @@ def build(config: Config, out: str, key: str, log: Callable[[str], None]) -> Non
         json.dump(meta, handle, indent=1)
 
 
+def choose(tickers: list, config: Config) -> tuple[list[str], dict, int, list]:
+    """Features, dropped features, warm-up rows and the tickers long enough to use.
+
+    Only usable tickers decide which columns are common, so a short or empty file does not
+    remove features from every other ticker. Dropping a ticker can only add columns, hence
+    features and warm-up, hence drop more tickers: repeat until nothing changes.
+    """
+    need = config.features.window + config.target.horizon
+    usable = [t for t in tickers if len(t.frame)]
+    while True:
+        names, dropped = feats.select(config.features.names, common_columns(usable))
+        if not names:
+            raise DataError(config.data.dir or "data", None, "no feature can be computed")
+        skip = max(feats.warmup(names), config.target.vol_window)
+        keep = [t for t in usable if len(t.frame) - skip >= need]
+        if not keep:
+            raise DataError(config.data.dir or "data", None, "no ticker has enough rows "
+                            f"({skip + need} needed after cleaning)")
+        if len(keep) == len(usable):
+            return names, dropped, skip, usable
+        usable = keep
+
+
+def _first(names, shown: int = 5) -> str:
+    """At most ``shown`` names, then how many more."""
+    names = list(names)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _describe(tickers: list, adjusted: bool) -> list[str]:
     """Cleaning counts and split findings, one line each, so nothing is silent."""
     notes = []
@@ -190,6 +225,12 @@ def _describe(tickers: list, adjusted: bool) -> list[str]:
         more = f" and {len(found) - 8} more" if len(found) > 8 else ""
         action = "back-adjusted" if adjusted else "NOT adjusted (data.adjust_splits: false)"
         notes.append(f"suspected splits {action}: {shown}{more}")
+        blind = sorted({n for n, _ in found} & {t.name for t in tickers
+                                                 if "high" not in t.frame or "low" not in t.frame})
+        if blind:  # without the day's range a crash to half looks exactly like a 2:1 split
+            notes.append(f"split detection without High/Low cannot tell a crash from a split "
+                         f"in {_first(blind)}: check them with inspect, or set "
+                         "data.adjust_splits: false")
     return notes
 
 

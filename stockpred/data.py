@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import glob
+import io
 import math
 import os
 import re
 import sys
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -33,9 +34,12 @@ PRICES = ("open", "high", "low", "close")
 OPTIONAL = ("open", "high", "low", "volume")
 SPLIT_RATIOS = (2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10, 1 / 20,
                 2 / 3)
-_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date", "": "date",
-            "unnamed:0": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-            "adjclose": "adj_close", "volume": "volume", "change": "change"}
+_ALIASES = {"date": "date", "datetime": "date", "timestamp": "date", "time": "date",
+            "open": "open", "high": "high", "low": "low", "close": "close",
+            "adjclose": "adj_close", "volume": "volume", "change": "change",
+            # KRX / HTS exports in Korean: date, open, high, low, close, volume
+            "일자": "date", "날짜": "date", "시가": "open", "고가": "high", "저가": "low",
+            "종가": "close", "거래량": "volume"}
 _MISSING = {"", "nan", "NaN", "NA", "N/A", "null", "None", "-"}
 
 
@@ -87,32 +91,75 @@ class Ticker:
     frame: pd.DataFrame  # columns: date (datetime64) and close, plus any of OPTIONAL
     report: CleanReport = field(default_factory=CleanReport)
     splits: list[SplitEvent] = field(default_factory=list)
+    source: str = ""  # the file's name, for notes; empty for the synthetic market
 
 
 # -- reading -------------------------------------------------------------------------------
 def read_csv(path: str) -> tuple[pd.DataFrame, CleanReport]:
     """One ticker's file, any of the usual layouts, as a cleaned frame and its report."""
-    with open(path, encoding="utf-8-sig", errors="replace") as handle:
-        header = handle.readline()
+    text = read_text(path)
+    header = text.split("\n", 1)[0]
     if not header.strip():
         raise DataError(path, 1, "empty file (no header line)")
     sep = "\t" if "\t" in header else ","
     try:
-        raw = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
-                          encoding="utf-8-sig", skipinitialspace=True)
+        # blank lines kept (and dropped below) so that row i is the file's line i + 2
+        raw = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                          skipinitialspace=True, skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise DataError(path, int(match.group(1)) if match else None,
+        raise DataError(path, parser_error_line(str(exc)),
                         f"malformed line: {str(exc).strip().splitlines()[-1]}") from None
     columns = _standard_columns(path, list(raw.columns))
+    blank = (raw.apply(lambda column: column.str.strip()) == "").all(axis=1).to_numpy()
     frame = pd.DataFrame({"date": _parse_dates(path, raw[columns["date"]])})
     for name in ("close", *OPTIONAL):
         if name in columns:
             frame[name] = _parse_numbers(path, raw[columns[name]], name)
-    return clean(frame)
+    frame, report = clean(frame[~blank])
+    report.nan += int(blank.sum())  # a blank line is a row with every value missing
+    return frame, report
+
+
+def parser_error_line(message: str) -> int | None:
+    """The file line (header = 1) of a pandas ParserError, which counts in two ways."""
+    match = re.search(r"in line (\d+)", message)  # "Expected 2 fields in line 4": 1-based
+    if match:
+        return int(match.group(1))
+    match = re.search(r"starting at row (\d+)", message)  # "EOF inside string": 0-based
+    return int(match.group(1)) + 1 if match else None
+
+
+ENCODINGS = ("utf-8-sig", "cp949", "latin-1")  # cp949: Korean KRX/HTS exports; latin-1 last
+
+
+def read_text(path: str) -> str:
+    """The file's text: UTF-8, else cp949, else latin-1 (which decodes any byte).
+
+    A file that cannot be opened (a directory named X.csv, no permission) or holds NUL bytes
+    (binary, or UTF-16) raises :class:`DataError` instead of a traceback.
+    """
+    try:
+        with open(path, "rb") as handle:
+            blob = handle.read()
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in blob:
+        raise DataError(path, None, "binary file (NUL bytes), not CSV text")
+    for encoding in ENCODINGS:
+        try:
+            return blob.decode(encoding).replace("\r\n", "\n")
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes any byte")  # pragma: no cover
 
 
 def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
+    """Our column name -> the file's; a named date column beats a blank index column.
+
+    ``df.to_csv()`` writes a blank (or ``Unnamed: 0``) first column of row numbers before
+    ``Date``, and an index named None holds the dates with a blank header: so the blank column
+    is the date only when no column is named like one.
+    """
     found: dict[str, str] = {}
     for name in names:
         key = _ALIASES.get(re.sub(r"[\s_]", "", str(name)).lower())
@@ -121,24 +168,57 @@ def _standard_columns(path: str, names: list[str]) -> dict[str, str]:
     if "close" not in found and "adj_close" in found:
         found["close"] = found["adj_close"]
     if "date" not in found:
-        found["date"] = names[0] if names else ""
+        blank = [n for n in names if re.sub(r"\s", "", str(n)).lower() in ("", "unnamed:0")]
+        found["date"] = blank[0] if blank else (names[0] if names else "")
     if "close" not in found:
         raise DataError(path, 1, f"no Close column (header: {', '.join(map(str, names))})")
     return found
 
 
+_NUMERIC_DMY = r"^\d{1,2}([./-])\d{1,2}\1\d{4}$"  # 02.01.2012, 01/02/2012: which is the day?
+
+
 def _parse_dates(path: str, text: pd.Series) -> pd.Series:
     text = text.str.strip()
     missing = text.isin(_MISSING)
-    if text.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
+    present = text[~missing]
+    if present.str.match(r"^\d{4}-\d{2}-\d{2}").all():  # ISO, maybe with a time and offset
         dates = pd.to_datetime(text.str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    elif len(present) and present.str.match(_NUMERIC_DMY).all():
+        dates = _day_or_month_first(path, text, present)
     else:
-        dates = pd.to_datetime(text, errors="coerce")
+        with warnings.catch_warnings():  # "Could not infer format": the error line says it
+            warnings.simplefilter("ignore", UserWarning)
+            dates = pd.to_datetime(text, errors="coerce")
     bad = dates.isna() & ~missing
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(path, i + 2, f"cannot parse date {text.iloc[i]!r}")
     return dates
+
+
+def _day_or_month_first(path: str, text: pd.Series, present: pd.Series) -> pd.Series:
+    """Read D.M.Y / M/D/Y dates with the one order that fits the whole file.
+
+    pandas guesses from the first date, so 02.01.2012 was 1 February until a day above 12
+    failed. Here each order is tried on every date: the one that parses all of them wins; if
+    both do (no day above 12), the one whose dates run in order; else the file is ambiguous.
+    """
+    sep = re.match(_NUMERIC_DMY, present.iloc[0]).group(1)
+    tries = {order: pd.to_datetime(text, format=fmt.replace("/", sep), errors="coerce")
+             for order, fmt in (("month-first", "%m/%d/%Y"), ("day-first", "%d/%m/%Y"))}
+    fails = {order: int(d.loc[present.index].isna().sum())
+             for order, d in tries.items()}
+    full = [order for order, n in fails.items() if n == 0]
+    if len(full) == 2:
+        ordered = [o for o in full if tries[o].dropna().is_monotonic_increasing
+                   or tries[o].dropna().is_monotonic_decreasing]
+        if len(ordered) == 1 or tries["month-first"].equals(tries["day-first"]):
+            full = ordered[:1] or full[:1]
+        else:
+            raise DataError(path, None, f"ambiguous dates such as {present.iloc[0]!r}: day-first "
+                            "or month-first (no day above 12 decides it); write YYYY-MM-DD")
+    return tries[full[0] if full else min(fails, key=fails.get)]
 
 
 def _parse_numbers(path: str, text: pd.Series, name: str) -> pd.Series:
@@ -229,15 +309,42 @@ def adjust_splits(frame: pd.DataFrame, events: list[SplitEvent]) -> pd.DataFrame
 
 
 # -- a directory of files ---------------------------------------------------------------------
+DATA_SUFFIXES = (".csv", ".tsv")  # any letter case
+
+
 def csv_files(directory: str) -> list[str]:
-    """The data files of ``directory`` (``*.csv``, ``*.tsv``, ``*.txt``), sorted."""
+    """The data files of ``directory`` (``*.csv``, ``*.tsv``, any case), sorted."""
+    files, _ = scan(directory)
+    if not files:
+        raise DataError(directory, None, "no .csv or .tsv files")
+    return files
+
+
+def scan(directory: str) -> tuple[list[str], list[str]]:
+    """Data files and the other files (README.txt, ...), which are ignored but counted.
+
+    Hidden files (``.DS_Store``) and sub-directories not named like data are left out of both.
+    """
     if not os.path.isdir(directory):
         raise DataError(directory, None, "not a directory")
-    files = sorted(p for ext in ("csv", "tsv", "txt")
-                   for p in glob.glob(os.path.join(directory, f"*.{ext}")))
-    if not files:
-        raise DataError(directory, None, "no .csv, .tsv or .txt files")
-    return files
+    files, others = [], []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name.lower().endswith(DATA_SUFFIXES):
+            files.append(path)
+        elif not name.startswith(".") and os.path.isfile(path):
+            others.append(path)
+    return files, others
+
+
+def ignored_note(directory: str) -> str | None:
+    """One line saying how many non-data files were ignored, naming the first few."""
+    _, others = scan(directory)
+    if not others:
+        return None
+    shown = ", ".join(os.path.basename(p) for p in others[:5])
+    more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+    return f"{len(others)} files ignored (not .csv or .tsv): {shown}{more}"
 
 
 def load_dir(directory: str, adjust: bool) -> list[Ticker]:
@@ -246,7 +353,8 @@ def load_dir(directory: str, adjust: bool) -> list[Ticker]:
     for path in csv_files(directory):
         frame, report = read_csv(path)
         name = os.path.splitext(os.path.basename(path))[0]
-        tickers.append(_finish(Ticker(name, frame, report), adjust))
+        tickers.append(_finish(Ticker(name, frame, report, source=os.path.basename(path)),
+                               adjust))
     return tickers
 
 
@@ -275,10 +383,21 @@ def common_columns(tickers: list[Ticker]) -> set[str]:
 
 # -- command line ---------------------------------------------------------------------------
 def inspect(directory: str) -> int:
-    """Print rows, date range, gaps, cleaning and suspected splits per file."""
+    """Print rows, date range, gaps, cleaning and suspected splits per file.
+
+    A bad file gets its error line (on stderr) in its turn and the others are still shown,
+    so one pass finds every bad file; the exit status is then 2.
+    """
+    bad = 0
     for path in csv_files(directory):
-        frame, report = read_csv(path)
         name = os.path.basename(path)
+        try:
+            frame, report = read_csv(path)
+        except DataError as exc:
+            sys.stdout.flush()
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            bad += 1
+            continue
         if frame.empty:
             print(f"{name}: no usable rows ({report})")
             continue
@@ -290,32 +409,60 @@ def inspect(directory: str) -> int:
         print(f"{name}: rows {len(frame)}, {frame['date'].iloc[0].date()} .. "
               f"{frame['date'].iloc[-1].date()}, gaps {len(gaps)}{longest}, "
               f"cleaning: {report}, suspected splits: {found}")
-    return 0
+    note = ignored_note(directory)
+    if note:
+        print(note)
+    return 2 if bad else 0
+
+
+def downloader_for(symbol: str, installed: set[str]) -> tuple[str, str]:
+    """Which installed downloader fetches ``symbol``, and the symbol it knows it by.
+
+    A 6-digit code is a KRX listing: FinanceDataReader takes it as is; yfinance only as
+    ``CODE.KS`` (KOSPI; give ``CODE.KQ`` yourself for KOSDAQ). Anything else goes to yfinance,
+    or to FinanceDataReader when yfinance is missing.
+    """
+    krx = re.fullmatch(r"\d{6}", symbol) is not None
+    order = ("fdr", "yfinance") if krx else ("yfinance", "fdr")
+    for name in order:
+        if name in installed:
+            return name, f"{symbol}.KS" if krx and name == "yfinance" else symbol
+    raise DataError("download", None, "needs yfinance or FinanceDataReader "
+                    "(pip install yfinance); never needed for synthetic data")
 
 
 def download(tickers: list[str], start: str, out: str) -> int:
-    """Fetch daily prices with yfinance (or FinanceDataReader for KRX codes) into ``out``."""
-    try:
-        import yfinance as source  # noqa: F401
-        use = "yfinance"
-    except ImportError:
-        try:
-            import FinanceDataReader as source  # noqa: F401,N813
-            use = "fdr"
-        except ImportError:
-            raise DataError("download", None, "needs yfinance or FinanceDataReader "
-                            "(pip install yfinance); never needed for synthetic data") from None
+    """Fetch daily prices with yfinance or FinanceDataReader (KRX codes) into ``out``."""
+    import importlib.util
+
+    installed = {name for name, module in (("yfinance", "yfinance"),
+                                           ("fdr", "FinanceDataReader"))
+                 if importlib.util.find_spec(module)}
     os.makedirs(out, exist_ok=True)
     for symbol in tickers:
-        if use == "yfinance":
-            frame = source.download(symbol, start=start, auto_adjust=False, progress=False)
-            if isinstance(frame.columns, pd.MultiIndex):
-                frame.columns = frame.columns.get_level_values(0)
-        else:
-            frame = source.DataReader(symbol, start)
+        use, asked = downloader_for(symbol, installed)
+        try:
+            if use == "yfinance":
+                import yfinance
+
+                frame = yfinance.download(asked, start=start, auto_adjust=False,
+                                          progress=False)
+                if isinstance(frame.columns, pd.MultiIndex):
+                    frame.columns = frame.columns.get_level_values(0)
+            else:
+                import FinanceDataReader
+
+                frame = FinanceDataReader.DataReader(asked, start)
+        except Exception as exc:  # network, HTTP, the library's own parsing: one line
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise DataError(f"download {asked}", None,
+                            f"{use} failed: {type(exc).__name__}: {first}") from None
+        if frame is None or frame.empty:
+            raise DataError(f"download {asked}", None, f"{use} returned no rows "
+                            "(unknown symbol, or no network)")
         frame.index.name = "Date"
         frame.to_csv(os.path.join(out, f"{symbol}.csv"))
-        print(f"{symbol}: {len(frame)} rows")
+        print(f"{symbol}: {len(frame)} rows ({use} {asked})")
     return 0
 
 

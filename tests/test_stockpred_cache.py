@@ -128,3 +128,46 @@ def test_loader_workers_read_the_same_batches(tmp_path):
     assert len(plain) == len(workers)
     for a, b in zip(plain, workers, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_skipped_short_file_removes_no_feature_from_the_others(tmp_path):
+    csv = tmp_path / "csv"
+    write_csvs(str(csv), 3, 150, seed=0)
+    (csv / "TINY.csv").write_text("Date,Close\n2020-01-02,5\n2020-01-03,6\n")
+    (csv / "EMPTY.csv").write_text("Date,Close\n")
+    (csv / "README.txt").write_text("where these prices come from\n")
+    config = replace(tiny(tmp_path), data={"source": "csv", "dir": str(csv)})
+    cache, _ = load_or_build(config, log=lambda m: None)
+    assert cache.feature_names == list(features.FEATURES)  # atr_14, volume... all kept
+    assert cache.meta["tickers"] == ["SYN0000", "SYN0001", "SYN0002"]
+    (skipped,) = [n for n in cache.meta["notes"] if "tickers skipped" in n]
+    assert skipped.startswith("2 tickers skipped") and "EMPTY.csv, TINY.csv" in skipped
+    assert not [n for n in cache.meta["notes"] if n.startswith("features dropped")]
+    assert "1 files ignored (not .csv or .tsv): README.txt" in cache.meta["notes"]
+
+
+def test_dropped_features_name_the_files_missing_columns(tmp_path):
+    csv = tmp_path / "csv"
+    write_csvs(str(csv), 8, 150, seed=0)
+    for k in range(7):  # seven files lose everything but Date and Close
+        path = csv / f"SYN{k:04d}.csv"
+        rows = [line.split(",") for line in path.read_text().splitlines()]
+        path.write_text("\n".join(f"{r[0]},{r[4]}" for r in rows) + "\n")
+    config = replace(tiny(tmp_path), data={"source": "csv", "dir": str(csv)})
+    cache, _ = load_or_build(config, log=lambda m: None)
+    (dropped,) = [n for n in cache.meta["notes"] if n.startswith("features dropped")]
+    assert dropped.endswith("files: SYN0000.csv, SYN0001.csv, SYN0002.csv, SYN0003.csv, "
+                            "SYN0004.csv and 2 more")
+
+
+def test_splits_found_in_close_only_files_come_with_a_warning(tmp_path):
+    csv = tmp_path / "csv"
+    write_csvs(str(csv), 2, 150, seed=0)
+    path = csv / "SYN0000.csv"
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    body = [[r[0], str(float(r[4]) / (2.0 if i >= 100 else 1.0))] for i, r in enumerate(rows[1:])]
+    path.write_text("Date,Close\n" + "".join(f"{d},{c}\n" for d, c in body))  # a -50% day
+    config = replace(tiny(tmp_path), data={"source": "csv", "dir": str(csv)})
+    cache, _ = load_or_build(config, log=lambda m: None)
+    (warning,) = [n for n in cache.meta["notes"] if "cannot tell a crash" in n]
+    assert "in SYN0000:" in warning and "data.adjust_splits: false" in warning

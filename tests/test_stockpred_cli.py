@@ -40,6 +40,15 @@ def test_wandb_args_form_overrides_any_key():
     assert config.train.amp is False
 
 
+@pytest.mark.parametrize("null", ["None", "null", "~"])
+def test_wandb_none_is_null_where_null_is_accepted(null):
+    config = apply_overrides(Config(), parse_overrides(["--split.embargo=80",
+                                                        f"--split.embargo={null}"]))
+    assert config.split.embargo is None
+    with pytest.raises(ConfigError, match="--train.lr: expected a number, got None"):
+        apply_overrides(Config(), parse_overrides([f"--train.lr={null}"]))
+
+
 @pytest.mark.parametrize("token, words", [
     ("--train.lrr=1", "--train.lrr: unknown key"),
     ("--trian.lr=1", "--trian.lr: unknown key"),

@@ -118,7 +118,8 @@ def test_train_tool_writes_result_checkpoint_and_reports(tmp_path, monkeypatch):
     for event in reports:
         assert set(event["metrics"]) == {"val_mae", "train_mae", "baseline_mae", "lr"}
     val = [e["metrics"]["val_mae"] for e in reports]
-    assert result["val_mae"] == min(val) and result["best_epoch"] == 1 + val.index(min(val))
+    assert result["val_mae"] == min(val)  # best_epoch is the best report's step (0-based)
+    assert result["best_epoch"] == reports[val.index(min(val))]["step"]
     assert result["baseline_mae"] == reports[0]["metrics"]["baseline_mae"]
     assert result["epochs"] == 2 and result["finished"] is True
     assert result["peak_gpu_mb"] is None
@@ -128,5 +129,5 @@ def test_train_tool_writes_result_checkpoint_and_reports(tmp_path, monkeypatch):
     assert data["tickers"] == 12 and data["windows"] > data["split"]["train"] > 0
     assert data["split"]["mode"] == "walk_forward" and data["split"]["embargo"] == 25
     checkpoint = torch.load(tmp_path / "trial" / "best.pt", weights_only=False)
-    assert checkpoint["epoch"] == result["best_epoch"] - 1
+    assert checkpoint["epoch"] == result["best_epoch"]
     assert math.isclose(checkpoint["val_mae"], result["val_mae"])

@@ -123,12 +123,12 @@ def train(config: Config, output_dir: str) -> dict:
                 "model": model.state_dict(), "epoch": epoch, "val_mae": val_mae,
                 "feature_names": cache.feature_names, "config": to_dict(config)})
         result.update({
-            "val_mae": stopper.best, "best_epoch": stopper.best_epoch + 1, "epochs": epoch + 1,
+            "val_mae": stopper.best, "best_epoch": stopper.best_epoch, "epochs": epoch + 1,
             "train_seconds": round(time.monotonic() - train_start, 2),
             "peak_gpu_mb": None if peak_gpu is None else round(peak_gpu, 1),
             "peak_rss_mb": round(engine.peak_rss_mb(), 1)})
         write_yaml(result_path, result)
-        say(f"epoch {epoch + 1}/{config.train.epochs} train_mae {train_mae:.4f} "
+        say(f"epoch {epoch} ({epoch + 1}/{config.train.epochs}) train_mae {train_mae:.4f} "
             f"val_mae {val_mae:.4f} baseline_mae {baseline_mae:.4f} lr {lr:.2e} "
             f"{time.monotonic() - t0:.1f}s rss {engine.rss_mb():.0f}MB"
             + (f" gpu_peak {epoch_gpu:.0f}MB" if epoch_gpu is not None else ""))
