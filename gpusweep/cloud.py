@@ -247,7 +247,7 @@ class CloudSweep:
             lock.release()
             with contextlib.suppress(SweepAborted):
                 self.recorder.write_sweep(state, self.wall_s)
-            publish_summary(self.sweep_dir, state, self.environ)
+            publish_summary(self.sweep_dir, state, self.environ, project=self.project)
             self.display.sweep_ended(self, state)
         return code
 

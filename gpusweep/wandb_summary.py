@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from gpusweep.sweepdir import read_yaml
-from gpusweep.wandb_env import data_dir, run_group
+from gpusweep.wandb_env import data_dir, resolve_project, run_group
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
@@ -32,8 +32,10 @@ _NOT_INHERITED = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH", "W
 
 # -- the orchestrator's side -------------------------------------------------------------
 def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None = None,
-                    timeout_s: float = TIMEOUT_S) -> bool:
+                    timeout_s: float = TIMEOUT_S, project: str | None = None) -> bool:
     """Write the summary run from a subprocess; False (and one warning line) if it failed.
+
+    ``project`` is the one the orchestrator gave the trials, so the summary lands beside them.
 
     Skipped with ``WANDB_MODE=disabled``, when no trial ended, and after a crash of ours.
     """
@@ -45,6 +47,8 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
     for name in _NOT_INHERITED:
         environ.pop(name, None)
     environ.setdefault("WANDB_MODE", "offline")
+    if project:
+        environ["WANDB_PROJECT"] = project
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for python -m
     environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
     sweep_dir = os.path.abspath(sweep_dir)
@@ -105,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     sweep_id = str(header.get("id") or os.path.basename(sweep_dir))
     config = header.get("config") or {}
     group = run_group(sweep_id, header.get("name"))
+    project = resolve_project(os.environ.get("WANDB_PROJECT"), config.get("project"))
 
     import wandb
 
     run = wandb.init(
-        dir=sweep_dir, project=os.environ.get("WANDB_PROJECT") or config.get("project"),
+        dir=sweep_dir, project=project,
         entity=os.environ.get("WANDB_ENTITY") or config.get("entity"),
         group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary",
         config={"sweep_id": sweep_id, "method": header.get("method"),

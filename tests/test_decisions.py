@@ -146,3 +146,13 @@ def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
     assert not is_flapping([(failed, 100.0), (failed, 200.0)], config)
     assert not is_flapping([(TrialStatus.OOM, 1.0), (TrialStatus.OOM, 2.0)], config)
     assert not is_flapping([(failed, 1.0), (failed, 2.0)], FlappingConfig(enabled=False))
+
+
+def test_the_sweep_project_is_resolved_in_wandb_sweeps_order():
+    from gpusweep.wandb_env import resolve_project
+
+    env = {"WANDB_PROJECT": "from-env"}
+    assert resolve_project("cli", "yaml", env) == "cli"
+    assert resolve_project(None, "yaml", env) == "yaml"
+    assert resolve_project(None, None, env) == "from-env"
+    assert resolve_project(None, None, {}) == "uncategorized"

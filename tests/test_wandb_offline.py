@@ -22,12 +22,14 @@ def quadratic_grid(**extra):
     return config
 
 
-def sweep(sweep_file, log_dir, **env):
+def sweep(sweep_file, log_dir, *extra, **env):
     environ = dict(os.environ, **env)
     environ.pop("WANDB_SWEEP_ID", None)
+    if "WANDB_PROJECT" not in env:
+        environ.pop("WANDB_PROJECT", None)
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config", str(sweep_file), "--log-dir",
-         str(log_dir), "--quiet"], cwd=ROOT, env=environ, capture_output=True, text=True,
+         str(log_dir), "--quiet", *extra], cwd=ROOT, env=environ, capture_output=True, text=True,
         timeout=300)
     assert proc.returncode == 0, proc.stderr
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
@@ -86,6 +88,24 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
     assert artifacts[f"sweep-{sweep_dir.name}"]["type"] == "sweep-record"
     staged = list((sweep_dir / "wandb" / "data").rglob("*"))
     assert staged, "artifact files are staged inside the sweep dir, for wandb sync"
+
+
+def test_without_a_project_every_run_lands_in_uncategorized(offline_sweep):
+    """wandb's own fallback names a project after the cwd and program (and a different one
+    for the summary run); the orchestrator resolves one for all of them instead."""
+    sweep_dir, _ = offline_sweep
+    runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
+    assert len(runs) == 3 and {run.project for run in runs} == {"uncategorized"}
+
+
+def test_project_option_puts_trials_and_summary_in_that_project(write_sweep, tmp_path):
+    config = quadratic_grid(project="from-yaml",
+                            parameters={"x": {"value": 3}, "epochs": {"value": 1}})
+    sweep_dir, _ = sweep(write_sweep(config), tmp_path / "log", "--project", "audproj",
+                         WANDB_MODE="offline")
+    runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
+    assert sorted(run.job_type for run in runs) == ["sweep-summary", "trial"]
+    assert {run.project for run in runs} == {"audproj"}
 
 
 def test_wandb_disabled_writes_no_run_and_complete_records(write_sweep, tmp_path):
