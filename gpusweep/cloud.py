@@ -247,7 +247,8 @@ class CloudSweep:
             lock.release()
             with contextlib.suppress(SweepAborted):
                 self.recorder.write_sweep(state, self.wall_s)
-            publish_summary(self.sweep_dir, state, self.environ, project=self.project)
+            publish_summary(self.sweep_dir, state, self.environ, project=self.project,
+                            backfill=False)
             self.display.sweep_ended(self, state)
         return code
 

@@ -154,3 +154,24 @@ def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_pa
     assert "SETUP False" in lines and "SERVICE []" in lines and "TORCH False" in lines
     (sweep_dir,) = (tmp_path / "log").iterdir()
     assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the summary run
+
+
+def test_trials_ending_at_their_start_still_have_their_run(write_sweep, tmp_path):
+    """A stop landing inside the wandb.init() of the first report is held until the run
+    exists (then honoured: exit 143); a trial failing before any report gets a run from the
+    summary step, failed (exit 1), with its params."""
+    config = {"name": "early", "program": program("early_end.py"), "method": "grid",
+              "parameters": {"mode": {"values": ["stop_in_init", "raise_early"]}}}
+    sweep_dir, record = sweep(write_sweep(config), tmp_path / "log", WANDB_MODE="offline")
+    runs = offline_runs(sweep_dir)
+    by_mode = {row["params"]["mode"]: row for row in record["trials"]}
+    assert {row["status"] for row in record["trials"]} == {"failed"}
+    stopped = read_run(runs[by_mode["stop_in_init"]["run"]])
+    assert [h["loss"] for h in stopped.history] == [1.0] and stopped.exit_code == 143
+    assert "not acted on" not in (sweep_dir / by_mode["stop_in_init"]["run"]
+                                  / "output.log").read_text()
+    early = read_run(runs[by_mode["raise_early"]["run"]])
+    assert early.config == {"mode": "raise_early"} and early.exit_code == 1
+    assert (early.project, early.job_type, early.tags) == ("uncategorized", "trial",
+                                                          [sweep_dir.name])
+    assert early.summary["gpusweep/status"] == "failed"
