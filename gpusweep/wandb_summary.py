@@ -29,7 +29,7 @@ from gpusweep.wandb_env import data_dir, resolve_project, run_group
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
-           "wait_s", "clean"]
+           "wait_s", "clean", "processes_killed", "escapees_killed"]
 LOG_NAME = "summary-run.log"
 TIMEOUT_S = 300.0
 BACKFILL_S = 10.0  # more time per run to backfill (a wandb.init offline takes about 1 s)
@@ -107,6 +107,8 @@ def table_rows(sweep_dir: str) -> list[list[Any]]:
             gpu.get("residual_mb"),
             cleanup.get("wait_s"),
             cleanup.get("clean"),
+            cleanup.get("processes_killed"),
+            cleanup.get("escapees_killed"),
         ])
     return rows
 

@@ -156,3 +156,18 @@ def test_the_sweep_project_is_resolved_in_wandb_sweeps_order():
     assert resolve_project(None, "yaml", env) == "yaml"
     assert resolve_project(None, None, env) == "from-env"
     assert resolve_project(None, None, {}) == "uncategorized"
+
+
+def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
+    import yaml
+
+    from gpusweep.wandb_summary import COLUMNS, table_rows
+
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"trials": [{"run": "r1", "params": {"x": 1}, "status": "stopped_early"}]}))
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "memory.yaml").write_text(yaml.safe_dump(
+        {"cleanup": {"processes_killed": 3, "escapees_killed": 2, "clean": True}}))
+    (row,) = table_rows(str(tmp_path))
+    by_column = dict(zip(COLUMNS, row))
+    assert (by_column["processes_killed"], by_column["escapees_killed"]) == (3, 2)
