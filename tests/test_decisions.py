@@ -169,5 +169,5 @@ def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
     (tmp_path / "r1" / "memory.yaml").write_text(yaml.safe_dump(
         {"cleanup": {"processes_killed": 3, "escapees_killed": 2, "clean": True}}))
     (row,) = table_rows(str(tmp_path))
-    by_column = dict(zip(COLUMNS, row))
+    by_column = dict(zip(COLUMNS, row, strict=True))
     assert (by_column["processes_killed"], by_column["escapees_killed"]) == (3, 2)
