@@ -171,3 +171,16 @@ def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
     (row,) = table_rows(str(tmp_path))
     by_column = dict(zip(COLUMNS, row, strict=True))
     assert (by_column["processes_killed"], by_column["escapees_killed"]) == (3, 2)
+
+
+def test_the_error_tail_skips_wandbs_footer_and_blank_lines():
+    from gpusweep.trialrun import error_tail
+
+    output = "\n".join([
+        "epoch 0 ok", "Traceback (most recent call last):", '  File "t.py", line 3',
+        "RuntimeError: boom", "wandb: ", "wandb: Run history:", "wandb: loss ▁",
+        "", "wandb: You can sync this run to the cloud by running:",
+        "wandb: wandb sync /x/offline-run-1-abc", "wandb: Find logs at: /x/logs", ""])
+    assert error_tail(output, 3) == '\n'.join([
+        "Traceback (most recent call last):", '  File "t.py", line 3', "RuntimeError: boom"])
+    assert error_tail("", 3) == ""
