@@ -9,6 +9,12 @@ trial that has none: one that failed before its first report or was killed while
 started. So each trial is one W&B run, as with W&B's agent, whose server makes the run when
 it hands the trial out (cloud mode: nothing to add).
 
+The summary run's id is stable, ``<sweep-id>_summary``, with ``resume="allow"``: a resumed
+sweep writes the same run again rather than a new one. Online wandb resumes that run. Offline
+wandb cannot (each ``init`` writes a new ``offline-run-*`` directory, same id): once the new
+one is finished, the older directories of that id are removed, so ``wandb/`` keeps one,
+complete (its table lists every trial so far).
+
 The W&B work runs in a subprocess, ``python -m gpusweep.wandb_summary <sweep-dir>``, so the
 orchestrator never imports wandb or hosts its service; :func:`publish_summary` starts it,
 waits, and only warns if it fails: the records on disk are complete either way.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -113,6 +120,19 @@ def table_rows(sweep_dir: str) -> list[list[Any]]:
     return rows
 
 
+def summary_run_id(sweep_id: str) -> str:
+    """The summary run's id: the same in every session of one sweep."""
+    return f"{sweep_id}_summary"
+
+
+def older_offline_runs(sweep_dir: str, run_id: str, keep: str) -> list[str]:
+    """Offline run directories of ``run_id`` other than ``keep`` (earlier sessions')."""
+    keep = os.path.realpath(keep)
+    return sorted(path for path in glob.glob(os.path.join(sweep_dir, "wandb",
+                                                          f"offline-run-*-{run_id}"))
+                  if os.path.realpath(path) != keep)
+
+
 def runless_trials(sweep_dir: str, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials (that started) with no run directory of their id under ``wandb/``."""
     have = {os.path.basename(path).rsplit("-", 1)[-1]
@@ -156,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     run = wandb.init(
         dir=sweep_dir, project=project, entity=entity,
         group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary",
+        id=summary_run_id(sweep_id), resume="allow",
         config={"sweep_id": sweep_id, "method": header.get("method"),
                 "metric": header.get("metric"), "state": header.get("state"),
                 "sweep_config": config})
@@ -170,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         run.finish(exit_code=1)
         raise
+    run_dir = os.path.dirname(run.dir)  # <sweep>/wandb/offline-run-<time>-<id>
+    offline = run.settings._offline
     run.finish()
+    if offline:
+        for path in older_offline_runs(sweep_dir, summary_run_id(sweep_id), run_dir):
+            shutil.rmtree(path, ignore_errors=True)
     return 0
 
 

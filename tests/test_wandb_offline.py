@@ -177,3 +177,19 @@ def test_trials_ending_at_their_start_still_have_their_run(write_sweep, tmp_path
     assert (early.project, early.job_type, early.tags) == ("uncategorized", "trial",
                                                           [sweep_dir.name])
     assert early.summary["gpusweep/status"] == "failed"
+
+
+def test_a_resumed_sweep_keeps_one_summary_run_with_a_stable_id(write_sweep, tmp_path):
+    """Each session writes the summary run again under ``<sweep-id>_summary``; offline, the
+    earlier session's copy is removed once the new one is complete (one run to sync)."""
+    sweep_file = write_sweep(quadratic_grid(parameters={"x": {"value": 3},
+                                                        "epochs": {"value": 1}}))
+    sweep_dir, _ = sweep(sweep_file, tmp_path / "log", WANDB_MODE="offline")
+    sweep(sweep_file, tmp_path / "log", "--resume", sweep_dir.name, WANDB_MODE="offline")
+    summary_id = f"{sweep_dir.name}_summary"
+    copies = list((sweep_dir / "wandb").glob(f"offline-run-*-{summary_id}"))
+    assert len(copies) == 1, copies
+    summary = read_run(copies[0])
+    assert summary.run_id == summary_id and summary.job_type == "sweep-summary"
+    assert summary.exit_code == 0 and summary.summary["totals/finished"] == 1
+    assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the one summary run
