@@ -246,7 +246,8 @@ class CloudSweep:
             lock.release()
             with contextlib.suppress(SweepAborted):
                 self.recorder.write_sweep(state, self.wall_s)
-            publish_summary(self.sweep_dir, state, self.environ)
+            publish_summary(self.sweep_dir, state, self.environ, project=self.project,
+                            backfill=False)
             self.display.sweep_ended(self, state)
             if aborted:
                 self.display.error(aborted)
@@ -294,11 +295,14 @@ class CloudSweep:
             self.agent.stop_soon()
 
     def push_summary(self, record: TrialRecord) -> None:
-        """``memory/residual_mb``, ``memory/wait_s``, ``cleanup/clean`` into the W&B run's
-        summary through the public API; a failure is reported, never fatal."""
+        """``memory/residual_mb``, ``memory/wait_s`` and ``cleanup/*`` (clean, processes and
+        escapees killed) into the W&B run's summary through the public API; a failure is
+        reported, never fatal."""
         path = "/".join(p for p in (self.entity, self.project, record.run) if p)
         values = {"memory/residual_mb": record.gpu.residual_mb,
-                  "memory/wait_s": record.cleanup.wait_s, "cleanup/clean": record.cleanup.clean}
+                  "memory/wait_s": record.cleanup.wait_s, "cleanup/clean": record.cleanup.clean,
+                  "cleanup/processes_killed": record.cleanup.processes_killed,
+                  "cleanup/escapees_killed": record.cleanup.escapees_killed}
         try:  # the agent's current API object: wandb's loop renews it after each run
             self.agent._api.run(path).summary.update(values)
         except Exception as exc:

@@ -41,6 +41,7 @@ from gpusweep.records import TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.wandb_env import resolve_project
 from gpusweep.wandb_summary import publish_summary
 
 TICK_S = 0.05
@@ -81,6 +82,7 @@ class SweepRunner:
         self.devices = devices
         self.display = display
         self.sweep_id = options.resume or new_id()
+        self.project = resolve_project(options.project, spec.project)  # trials and summary
         self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec)
         self.controller = Controller(spec, seed=self.sweep_id)
         self.slots: list[Slot] = make_slots(options.slots, devices)
@@ -153,7 +155,8 @@ class SweepRunner:
                 self.recorder.write_sweep(state, self.wall_s)
             except SweepAborted:
                 pass  # the records cannot be written; those written before stay valid
-            publish_summary(self.sweep_dir, state)  # the W&B summary run, in a subprocess
+            # The W&B summary run, in a subprocess, in the trials' project.
+            publish_summary(self.sweep_dir, state, project=self.project)
             self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()
@@ -222,7 +225,7 @@ class SweepRunner:
             return True
         trial = RunningTrial(run_id=new_id(), params=admitted.params, spec=self.spec,
                              sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=slot.device, project=self.options.project,
+                             device=slot.device, project=self.project,
                              retry_of=pending.retry_of, extra_env=self._trial_env(),
                              slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
                              fit_note=admitted.reason,

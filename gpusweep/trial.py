@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from gpusweep.redact import redact
+
 # The bootstrap (sitecustomize) may have loaded the child runtime already, under its
 # top-level name: share that one instance, so its state (the stack-dump announcement, the
 # leak baseline) exists once per process.
@@ -102,10 +104,25 @@ def report_error(exc: BaseException) -> None:
             "kind": "error",
             "t": time.time(),
             "type": type(exc).__name__,
-            "message": str(exc)[:2000],
+            "message": redact(str(exc))[:2000],  # it may quote a key
             "memory": _own_memory(reset=False),
         }
     )
+
+
+def redact_exception(exc: BaseException) -> None:
+    """Mask secret values in the string arguments of ``exc`` and of the exceptions it
+    chains, in place: every later print of it (Python's traceback in ``output.log``,
+    wandb's copy of the console) then shows ``***``. A message may quote a key."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            current.args = tuple(redact(a) if isinstance(a, str) else a for a in current.args)
+        except Exception:
+            pass
+        current = current.__cause__ or current.__context__
 
 
 def release_cuda_memory() -> None:
@@ -143,6 +160,7 @@ def session() -> Iterator[None]:
     except BaseException as exc:
         _ending = exc
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            redact_exception(exc)
             report_error(exc)
         raise
     finally:

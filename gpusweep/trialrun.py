@@ -346,12 +346,20 @@ class RunningTrial:
             with open(self.paths.output_log, "rb") as handle:
                 handle.seek(0, os.SEEK_END)
                 size = handle.tell()
-                handle.seek(max(0, size - 16384))
+                handle.seek(max(0, size - 65536))
                 text = handle.read().decode("utf-8", errors="replace")
         except OSError:
             return None
-        tail = "\n".join(text.rstrip().splitlines()[-lines:])
-        return redact(tail) or None
+        return redact(error_tail(text, lines)) or None
+
+
+def error_tail(text: str, lines: int) -> str:
+    """The last ``lines`` lines of a trial's output that say something about it: wandb's
+    footer (``wandb:`` lines: run history, summary, sync hint) and blank lines are dropped
+    first, or they push the traceback out."""
+    kept = [line for line in text.splitlines()
+            if line.strip() and not line.startswith("wandb:")]
+    return "\n".join(kept[-lines:])
 
 
 @functools.cache

@@ -14,13 +14,31 @@
   does not know fails ("sweep ... not found", 404; wandb/wandb#8115) and uploads nothing. So
   locally the id travels as ``GPUSWEEP_SWEEP_ID`` and as the group and tag instead. wandb
   still reads the params from ``WANDB_SWEEP_PARAM_PATH`` without a sweep id.
+- One project for every run of a sweep, trials and summary alike (:func:`resolve_project`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+
+
+DEFAULT_PROJECT = "uncategorized"  # what ``wandb sweep`` uses when no project is given
+
+
+def resolve_project(cli_project: str | None, yaml_project: str | None,
+                    environ: Mapping[str, str] | None = None) -> str:
+    """The sweep's W&B project, in ``wandb sweep``'s order: ``--project``, the sweep file's
+    ``project``, ``WANDB_PROJECT``, then ``uncategorized``.
+
+    Resolved once by the orchestrator and given to every run, because wandb's own fallback
+    (derived from the cwd and program) differs between the trials and the summary run.
+    """
+    environ = os.environ if environ is None else environ
+    return (cli_project or yaml_project or environ.get("WANDB_PROJECT")
+            or DEFAULT_PROJECT)
 
 
 def run_group(sweep_id: str, sweep_name: str | None) -> str:

@@ -8,13 +8,21 @@ group, tags, job type, the params file as config, ``WANDB_DIR``); ``trial.sessio
 finishes it. A program that called ``wandb.init()`` itself keeps its run: we log into it
 and leave finishing to it.
 
+A SIGTERM arriving while ``wandb.init()`` runs (a Hyperband stop right after the first
+report) is held until the run exists and the report is logged, then acted on: otherwise it
+aborts the init and the trial has no run. The run then finishes with exit code 143.
+
 Failing W&B never fails the trial: the first error is printed once to stderr and W&B is
 off for the rest of the trial; the orchestrator's records do not depend on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from gpusweep import trial
@@ -35,14 +43,15 @@ def log(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> No
     """Log one report (metrics plus ``memory/*``) to the trial's run, starting it if needed."""
     if _state.off:
         return
-    try:
-        run = _state.run or _start()
-        data = {**memory_metrics(memory), **metrics}
-        log_method = type(run).log
-        log_method = getattr(log_method, ORIGINAL_ATTR, log_method)  # no second event
-        log_method(run, data, step=step)
-    except Exception as exc:
-        _give_up(exc)
+    with _sigterm_held() if _state.run is None else contextlib.nullcontext():
+        try:
+            run = _state.run or _start()
+            data = {**memory_metrics(memory), **metrics}
+            log_method = type(run).log
+            log_method = getattr(log_method, ORIGINAL_ATTR, log_method)  # no second event
+            log_method(run, data, step=step)
+        except Exception as exc:
+            _give_up(exc)
 
 
 def finish() -> None:
@@ -55,6 +64,23 @@ def finish() -> None:
         run.finish(exit_code=_exit_code(trial.ending_exception()))
     except Exception as exc:
         _give_up(exc)
+
+
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """Hold SIGTERM for the duration; deliver it again (to the handler that was there,
+    ``session()``'s) once the block is done, so the stop is late by the init only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if held:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _start() -> Any:

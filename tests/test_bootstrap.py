@@ -184,3 +184,51 @@ def test_trial_api_with_wandb_disabled_never_imports_wandb(tmp_path):
     proc = run_python(code, tmp_path, WANDB_MODE="disabled")
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
     assert len(events(tmp_path)) == 1
+
+
+class FakeCudaTorch:
+    """A fake ``torch`` at the CUDA boundary (no GPU here): peaks that a reset clears."""
+
+    class cuda:  # noqa: N801 (torch's own name)
+        peak = 0
+        resets = 0
+
+        @classmethod
+        def is_initialized(cls):
+            return True
+
+        @classmethod
+        def max_memory_allocated(cls):
+            return cls.peak
+
+        max_memory_reserved = max_memory_allocated
+
+        @classmethod
+        def memory_allocated(cls):
+            return 0
+
+        @classmethod
+        def reset_peak_memory_stats(cls):
+            cls.peak, cls.resets = 0, cls.resets + 1
+
+
+def test_unmodified_script_peaks_are_since_the_previous_report(monkeypatch):
+    """A report row resets torch's peaks, like trial.report; reading alone does not."""
+    monkeypatch.setitem(sys.modules, "torch", FakeCudaTorch)
+    FakeCudaTorch.cuda.peak = 5 * 1024 * 1024
+    assert boot.own_memory()["torch_peak_allocated_mb"] == 5.0
+    assert boot.own_memory(reset=True)["torch_peak_allocated_mb"] == 5.0
+    assert boot.own_memory()["torch_peak_allocated_mb"] == 0.0
+    assert FakeCudaTorch.cuda.resets == 1
+
+
+def test_wrapped_wandb_log_resets_the_peaks_only_for_a_report_row(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", FakeCudaTorch)
+    monkeypatch.setenv("GPUSWEEP_EVENTS", str(tmp_path / "events.jsonl"))
+    FakeCudaTorch.cuda.resets = 0
+    log = boot._wrap_log(lambda self, data, step, commit: None)
+    log(None, {"caption": "text only"})
+    assert FakeCudaTorch.cuda.resets == 0  # no event written: its window stays open
+    log(None, {"loss": 1.0})
+    assert FakeCudaTorch.cuda.resets == 1
+    assert len(events(tmp_path)) == 1

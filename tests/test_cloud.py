@@ -79,9 +79,12 @@ def test_run_stop_exit_from_the_server_run_isolated_trials(tmp_path, monkeypatch
     assert run2["cleanup"]["processes_killed"] >= 1 and run2["cleanup"]["clean"]
     assert processes_with_token(journal_tokens(sweep_dir)) == []
     # what only the orchestrator knows went to each run's summary via the public API
+    killed = {run: yaml.safe_load((sweep_dir / run / "memory.yaml").read_text())["cleanup"]
+              ["processes_killed"] for run in ("run1", "run2")}
     assert api.summaries == {
         f"team/proj/{run}": {"memory/residual_mb": None, "memory/wait_s": 0.0,
-                             "cleanup/clean": True} for run in ("run1", "run2")}
+                             "cleanup/clean": True, "cleanup/processes_killed": killed[run],
+                             "cleanup/escapees_killed": 0} for run in ("run1", "run2")}
     # the trial's own run got the server's run id and sweep id, as with `wandb agent`
     runs = offline_runs(sweep_dir)
     trial_run = read_run(runs["run1"])

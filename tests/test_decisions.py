@@ -155,3 +155,41 @@ def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
                            config)
     assert not is_flapping([(TrialStatus.OOM, 1.0), (TrialStatus.OOM, 2.0)], config)
     assert not is_flapping([(failed, 1.0), (failed, 2.0)], FlappingConfig(enabled=False))
+
+
+def test_the_sweep_project_is_resolved_in_wandb_sweeps_order():
+    from gpusweep.wandb_env import resolve_project
+
+    env = {"WANDB_PROJECT": "from-env"}
+    assert resolve_project("cli", "yaml", env) == "cli"
+    assert resolve_project(None, "yaml", env) == "yaml"
+    assert resolve_project(None, None, env) == "from-env"
+    assert resolve_project(None, None, {}) == "uncategorized"
+
+
+def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
+    import yaml
+
+    from gpusweep.wandb_summary import COLUMNS, table_rows
+
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
+        {"trials": [{"run": "r1", "params": {"x": 1}, "status": "stopped_early"}]}))
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "memory.yaml").write_text(yaml.safe_dump(
+        {"cleanup": {"processes_killed": 3, "escapees_killed": 2, "clean": True}}))
+    (row,) = table_rows(str(tmp_path))
+    by_column = dict(zip(COLUMNS, row, strict=True))
+    assert (by_column["processes_killed"], by_column["escapees_killed"]) == (3, 2)
+
+
+def test_the_error_tail_skips_wandbs_footer_and_blank_lines():
+    from gpusweep.trialrun import error_tail
+
+    output = "\n".join([
+        "epoch 0 ok", "Traceback (most recent call last):", '  File "t.py", line 3',
+        "RuntimeError: boom", "wandb: ", "wandb: Run history:", "wandb: loss ▁",
+        "", "wandb: You can sync this run to the cloud by running:",
+        "wandb: wandb sync /x/offline-run-1-abc", "wandb: Find logs at: /x/logs", ""])
+    assert error_tail(output, 3) == '\n'.join([
+        "Traceback (most recent call last):", '  File "t.py", line 3', "RuntimeError: boom"])
+    assert error_tail("", 3) == ""

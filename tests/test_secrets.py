@@ -25,7 +25,7 @@ def test_planted_secrets_are_never_written_under_the_log_dir(tmp_path):
         "metric": {"name": "loss", "goal": "minimize"},
         "command": ["${env}", "${interpreter}", "${program}", "${args}",
                     "--token=${envvar:MY_SERVICE_TOKEN}"],
-        "parameters": {"x": {"values": [1, 2]}},
+        "parameters": {"x": {"values": [1, 2, 3]}},
     }))
     log_dir = tmp_path / "log"
     env = dict(os.environ, WANDB_MODE="offline", **PLANTED)
@@ -37,7 +37,13 @@ def test_planted_secrets_are_never_written_under_the_log_dir(tmp_path):
     (sweep_dir,) = log_dir.iterdir()
     record = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     # the secrets reached the trials: they exit 3 otherwise
-    assert [row["status"] for row in record["trials"]] == ["finished", "finished"]
+    assert [row["status"] for row in record["trials"]] == ["finished", "finished", "failed"]
+    failed = record["trials"][2]["run"]
+    (error,) = [line for line in (sweep_dir / failed / "events.jsonl").read_text().splitlines()
+                if '"kind": "error"' in line]
+    assert "service rejected token ***" in error
+    assert "RuntimeError: service rejected token ***" in (sweep_dir / failed / "output.log"
+                                                          ).read_text()
     assert (sweep_dir / "wandb").is_dir(), "the W&B runs were written (and searched)"
     files = [p for p in log_dir.rglob("*") if p.is_file()]
     assert len(files) > 20

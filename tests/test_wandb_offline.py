@@ -22,12 +22,14 @@ def quadratic_grid(**extra):
     return config
 
 
-def sweep(sweep_file, log_dir, **env):
+def sweep(sweep_file, log_dir, *extra, **env):
     environ = dict(os.environ, **env)
     environ.pop("WANDB_SWEEP_ID", None)
+    if "WANDB_PROJECT" not in env:
+        environ.pop("WANDB_PROJECT", None)
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config", str(sweep_file), "--log-dir",
-         str(log_dir), "--quiet"], cwd=ROOT, env=environ, capture_output=True, text=True,
+         str(log_dir), "--quiet", *extra], cwd=ROOT, env=environ, capture_output=True, text=True,
         timeout=300)
     assert proc.returncode == 0, proc.stderr
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
@@ -73,19 +75,39 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
     (table_file,) = (offline_runs(sweep_dir)[summary.run_id] / "files").rglob("*.table.json")
     table = json.loads(table_file.read_text())
     assert table["columns"] == ["run", "params", "status", "metric", "gpu_peak_mb",
-                                "host_peak_mb", "residual_mb", "wait_s", "clean"]
+                                "host_peak_mb", "residual_mb", "wait_s", "clean",
+                                "processes_killed", "escapees_killed"]
     assert [row[0] for row in table["data"]] == trial_ids
     by_run = {row[0]: row for row in table["data"]}
     for row in record["trials"]:
         memory = yaml.safe_load((sweep_dir / row["run"] / "memory.yaml").read_text())
         assert by_run[row["run"]][1:] == [
             json.dumps(row["params"], sort_keys=True), "finished", memory["metric"]["best"],
-            None, memory["host"]["peak_rss_mb"], None, 0.0, True]
+            None, memory["host"]["peak_rss_mb"], None, 0.0, True,
+            memory["cleanup"]["processes_killed"], memory["cleanup"]["escapees_killed"]]
     artifacts = {a["name"]: a for a in summary.artifacts}
     assert artifacts[f"sweep-{sweep_dir.name}"]["files"] == ["sweep.yaml"]
     assert artifacts[f"sweep-{sweep_dir.name}"]["type"] == "sweep-record"
     staged = list((sweep_dir / "wandb" / "data").rglob("*"))
     assert staged, "artifact files are staged inside the sweep dir, for wandb sync"
+
+
+def test_without_a_project_every_run_lands_in_uncategorized(offline_sweep):
+    """wandb's own fallback names a project after the cwd and program (and a different one
+    for the summary run); the orchestrator resolves one for all of them instead."""
+    sweep_dir, _ = offline_sweep
+    runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
+    assert len(runs) == 3 and {run.project for run in runs} == {"uncategorized"}
+
+
+def test_project_option_puts_trials_and_summary_in_that_project(write_sweep, tmp_path):
+    config = quadratic_grid(project="from-yaml",
+                            parameters={"x": {"value": 3}, "epochs": {"value": 1}})
+    sweep_dir, _ = sweep(write_sweep(config), tmp_path / "log", "--project", "audproj",
+                         WANDB_MODE="offline")
+    runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
+    assert sorted(run.job_type for run in runs) == ["sweep-summary", "trial"]
+    assert {run.project for run in runs} == {"audproj"}
 
 
 def test_wandb_disabled_writes_no_run_and_complete_records(write_sweep, tmp_path):
@@ -134,3 +156,40 @@ def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_pa
     assert "SETUP False" in lines and "SERVICE []" in lines and "TORCH False" in lines
     (sweep_dir,) = (tmp_path / "log").iterdir()
     assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the summary run
+
+
+def test_trials_ending_at_their_start_still_have_their_run(write_sweep, tmp_path):
+    """A stop landing inside the wandb.init() of the first report is held until the run
+    exists (then honoured: exit 143); a trial failing before any report gets a run from the
+    summary step, failed (exit 1), with its params."""
+    config = {"name": "early", "program": program("early_end.py"), "method": "grid",
+              "parameters": {"mode": {"values": ["stop_in_init", "raise_early"]}}}
+    sweep_dir, record = sweep(write_sweep(config), tmp_path / "log", WANDB_MODE="offline")
+    runs = offline_runs(sweep_dir)
+    by_mode = {row["params"]["mode"]: row for row in record["trials"]}
+    assert {row["status"] for row in record["trials"]} == {"failed"}
+    stopped = read_run(runs[by_mode["stop_in_init"]["run"]])
+    assert [h["loss"] for h in stopped.history] == [1.0] and stopped.exit_code == 143
+    assert "not acted on" not in (sweep_dir / by_mode["stop_in_init"]["run"]
+                                  / "output.log").read_text()
+    early = read_run(runs[by_mode["raise_early"]["run"]])
+    assert early.config == {"mode": "raise_early"} and early.exit_code == 1
+    assert (early.project, early.job_type, early.tags) == ("uncategorized", "trial",
+                                                          [sweep_dir.name])
+    assert early.summary["gpusweep/status"] == "failed"
+
+
+def test_a_resumed_sweep_keeps_one_summary_run_with_a_stable_id(write_sweep, tmp_path):
+    """Each session writes the summary run again under ``<sweep-id>_summary``; offline, the
+    earlier session's copy is removed once the new one is complete (one run to sync)."""
+    sweep_file = write_sweep(quadratic_grid(parameters={"x": {"value": 3},
+                                                        "epochs": {"value": 1}}))
+    sweep_dir, _ = sweep(sweep_file, tmp_path / "log", WANDB_MODE="offline")
+    sweep(sweep_file, tmp_path / "log", "--resume", sweep_dir.name, WANDB_MODE="offline")
+    summary_id = f"{sweep_dir.name}_summary"
+    copies = list((sweep_dir / "wandb").glob(f"offline-run-*-{summary_id}"))
+    assert len(copies) == 1, copies
+    summary = read_run(copies[0])
+    assert summary.run_id == summary_id and summary.job_type == "sweep-summary"
+    assert summary.exit_code == 0 and summary.summary["totals/finished"] == 1
+    assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the one summary run

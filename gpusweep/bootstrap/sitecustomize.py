@@ -191,7 +191,10 @@ def _wrap_log(original: Callable) -> Callable:
         memory = None
         implicit_step = getattr(self, "_local_step", None)
         try:
-            memory = own_memory()
+            # Reset the peaks only for a row that becomes a report event, so the records
+            # (max over events) never miss a window.
+            memory = own_memory(reset=bool(os.environ.get(EVENTS_ENV))
+                                and isinstance(data, dict) and bool(numeric_metrics(data)))
             if isinstance(data, dict):
                 data = {**memory_metrics(memory), **data}
         except Exception:
@@ -285,11 +288,13 @@ def _number(value: object) -> float | int | None:
     return value
 
 
-def own_memory() -> dict:
+def own_memory(reset: bool = False) -> dict:
     """RSS, and torch's CUDA peaks when torch is imported and CUDA initialised.
 
-    Peaks are read, never reset: an unmodified script may read them itself. So for such a
-    script they are the peaks since start, not since the last report.
+    ``reset``: start the peaks again after reading them, so each report's peaks cover the
+    time since the previous report, as with the trial API (a script reading
+    ``torch.cuda.max_memory_allocated()`` itself then sees the same window). Never imports
+    torch nor initialises CUDA.
     """
     memory: dict = {"rss_mb": _rss_mb()}
     torch = sys.modules.get("torch")
@@ -298,6 +303,8 @@ def own_memory() -> dict:
         memory["torch_peak_allocated_mb"] = cuda.max_memory_allocated() / _MB
         memory["torch_peak_reserved_mb"] = cuda.max_memory_reserved() / _MB
         memory["torch_allocated_mb"] = cuda.memory_allocated() / _MB
+        if reset:
+            cuda.reset_peak_memory_stats()
     return memory
 
 

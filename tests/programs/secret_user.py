@@ -1,6 +1,8 @@
 """A trial that needs secrets (as W&B needs its key) and must see them, without printing them.
 
-Exits 3 if ``--token`` (given through ``${envvar:...}``) or ``WANDB_API_KEY`` did not arrive.
+With ``--x 3`` it fails after its first report with the token in the exception's message,
+as a client library's error may quote it. Exits 3 if ``--token`` (given through
+``${envvar:...}``) or ``WANDB_API_KEY`` did not arrive.
 """
 
 import argparse
@@ -21,3 +23,5 @@ with trial.session():
     for epoch in range(2):
         trial.report(step=epoch, loss=args.x + epoch)
         print(f"epoch {epoch} ok", flush=True)
+        if args.x == 3:
+            raise RuntimeError(f"service rejected token {os.environ['MY_SERVICE_TOKEN']}")
