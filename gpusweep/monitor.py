@@ -7,8 +7,9 @@ peaks, every process identity it has seen (so cleanup can find orphans later), a
 
 It also sums the tree's RSS without wandb's service processes (``wandb-core`` and below): under
 offline W&B that service is part of the tree and its RSS swings by hundreds of MB, which would
-drown what the trial's size costs. The memory model learns from that figure; the host_oom
-guard still watches the whole tree.
+drown what the trial's size costs, and a process counts there only from its second sample on
+(a fork caught before its exec shows its parent's RSS twice). The memory model learns from
+that figure; the host_oom guard still watches the whole tree.
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ class Monitor:
         """Take one sample of the tree now (also called by tests and at the start)."""
         tree = self._current_tree()
         rss = sum(p.rss_mb for p in tree.values())
-        rss_trial = sum(tree[pid].rss_mb for pid in self._trial_pids(tree))
+        # A process counts for the trial from its second sample on: a fork caught before its
+        # exec (wandb starting wandb-core) shows the parent's whole RSS a second time.
+        rss_trial = sum(tree[pid].rss_mb for pid in self._trial_pids(tree)
+                        if pid in self._tracked)
         cpu = sum(p.cpu_s for p in tree.values())
         available = available_mb()
         gpu_used = self._device.used_mb()

@@ -119,6 +119,21 @@ def test_monitor_keeps_wandb_service_out_of_the_trial_figure():
     assert peaks.rss_trial_mb is not None and peaks.rss_mb - peaks.rss_trial_mb > 80
 
 
+def test_a_process_counts_for_the_trial_from_its_second_sample():
+    proc = start_tree()
+    try:
+        assert wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1)
+        child = psutil.Process(proc.pid).children()[0]
+        assert wait_for(lambda: child.memory_info().rss > 50 * 2**20)
+        monitor = Monitor(proc.pid, NullDevice(), hz=20, csv_path=None)  # not started
+        first, second = monitor.sample(), monitor.sample()
+    finally:
+        end_tree(proc.pid, None, (), grace_s=2)
+        proc.wait()
+    assert first.processes == 2 and first.rss_mb - first.rss_trial_mb > 50  # new: left out
+    assert second.rss_trial_mb == second.rss_mb  # seen before: counted
+
+
 def test_wandb_service_is_named_by_command_name_or_argv():
     assert is_wandb_service("wandb-core", [])
     assert is_wandb_service("wandb-symon", ["/venv/wandb/bin/wandb-symon", "--parent-pid", "9"])
