@@ -16,7 +16,9 @@ Pass means, after every trial: the device is back within ``--tolerance-mb`` of t
 measured before the first trial, and no process of the trial remains (so none holds host
 memory); system memory in use is also compared with its level before the trial, coarsely
 (``--host-tolerance-mb``, 1 GB: freed pages come back lazily, by a few hundred MB on a VM).
-It prints a table (before, peak, after, residual, wait, processes killed and left). Without
+It prints a table (the tree's RSS peak; on a GPU the device's baseline, peak, after and
+residual; without one the machine's memory in use before and after; wait, processes killed
+and left). ``GPU after`` is read here, independently of the orchestrator's record. Without
 a GPU the same trials allocate host memory, the process and host-memory checks run, and it
 says that the GPU part was skipped.
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_one(mode, mb, workdir, device, baseline_mb, args))
     if device.is_gpu:
         print(f"GPU baseline: {baseline_mb:.1f} MB used before the first trial")
-    failures = check(results, device.is_gpu, args)
+    failures = check(results, device.is_gpu, args, baseline_mb)
     print_table(results, device.is_gpu, baseline_mb)
     for failure in failures:
         print(f"FAIL: {failure}")
@@ -181,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def check(results: list[dict], is_gpu: bool, args: argparse.Namespace) -> list[str]:
-    """Every problem found, one line each (empty: pass)."""
+def check(results: list[dict], is_gpu: bool, args: argparse.Namespace,
+          baseline_mb: float | None = None) -> list[str]:
+    """Every problem found, one line each (empty: pass). On a GPU both the orchestrator's
+    own residual and this script's independent NVML reading after the trial must be within
+    tolerance of the baseline."""
     failures = []
     for r in results:
         record, name = r["record"], f"{r['run']} ({r['mode']} {r['mb']} MB)"
@@ -201,6 +206,12 @@ def check(results: list[dict], is_gpu: bool, args: argparse.Namespace) -> list[s
             residual = record.gpu.residual_mb
             if residual is None or residual > args.tolerance_mb:
                 failures.append(f"{name}: GPU residual {residual} MB > {args.tolerance_mb}")
+            after = r["device_after"]
+            if after is None or baseline_mb is None \
+                    or after - baseline_mb > args.tolerance_mb:
+                failures.append(f"{name}: device used {after} MB after the trial (our own "
+                                f"NVML reading), baseline {baseline_mb} MB, tolerance "
+                                f"{args.tolerance_mb} MB")
             peak = record.gpu.peak_used_mb
             if peak is None or peak - (record.gpu.baseline_mb or 0) < 0.9 * r["mb"]:
                 failures.append(f"{name}: the allocation was not seen on the GPU (peak {peak})")
@@ -208,23 +219,31 @@ def check(results: list[dict], is_gpu: bool, args: argparse.Namespace) -> list[s
 
 
 def print_table(results: list[dict], is_gpu: bool, baseline_mb: float | None) -> None:
-    what = "GPU used MB (NVML)" if is_gpu else "host used MB (system)"
-    print(f"\n{what}; peak = {'device' if is_gpu else 'trial tree RSS'}")
-    header = ("run", "trial", "MB", "before", "peak", "after", "residual", "wait s",
-              "killed", "left", "clean")
+    """One row per trial. Two kinds of figure, never mixed in one column: the trial tree's
+    own RSS peak, and the whole machine's memory in use (system) before and after it."""
+    if is_gpu:
+        print("\nGPU used MB (NVML): the device's baseline before the first trial, peak while "
+              "the trial ran, after the wait; tree RSS peak: summed RSS of the trial's tree")
+        header = ("run", "trial", "MB", "GPU base", "GPU peak", "GPU after", "GPU resid",
+                  "tree RSS peak")
+    else:
+        print("\ntree RSS peak: summed RSS of the trial's processes; sys used: the machine's "
+              "memory in use (total - available) before and after the trial, MB")
+        header = ("run", "trial", "MB", "tree RSS peak", "sys used before", "sys used after",
+                  "sys residual")
+    header += ("wait s", "killed", "left", "clean")
     rows = []
     for r in results:
         record = r["record"]
         if is_gpu:
-            before, peak = baseline_mb, record.gpu.peak_used_mb
-            after, residual = r["device_after"], record.gpu.residual_mb
+            figures = (baseline_mb, record.gpu.peak_used_mb, r["device_after"],
+                       record.gpu.residual_mb, record.host.peak_rss_mb)
         else:
-            before, peak = r["host_before"], record.host.peak_rss_mb
-            after, residual = r["host_after"], r["host_after"] - r["host_before"]
-        rows.append((r["run"], r["mode"], str(r["mb"]), _f(before), _f(peak), _f(after),
-                     _f(residual), f"{record.cleanup.wait_s:.2f}",
-                     str(record.cleanup.processes_killed), str(len(r["left"])),
-                     str(record.cleanup.clean)))
+            figures = (record.host.peak_rss_mb, r["host_before"], r["host_after"],
+                       r["host_after"] - r["host_before"])
+        rows.append((r["run"], r["mode"], str(r["mb"]), *(_f(v) for v in figures),
+                     f"{record.cleanup.wait_s:.2f}", str(record.cleanup.processes_killed),
+                     str(len(r["left"])), str(record.cleanup.clean)))
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
         print("  ".join(cell.rjust(w) if i > 1 else cell.ljust(w)

@@ -81,7 +81,8 @@ def admit(params: Mapping[str, Any], isolation: IsolationConfig, records: Sequen
     growth, in_use = [], 0.0
     for trial in neighbours:
         peaks = trial.monitor.peaks if trial.monitor else None
-        now = ((peaks.gpu_tree_mb if gpu else peaks.rss_mb) if peaks else None) or 0.0
+        host = peaks and (peaks.rss_trial_mb if peaks.rss_trial_mb is not None else peaks.rss_mb)
+        now = ((peaks.gpu_tree_mb if gpu else host) if peaks else None) or 0.0
         in_use += now
         if trial.predicted_peak_mb is not None:
             growth.append(trial.predicted_peak_mb - now)

@@ -139,26 +139,32 @@ class LiveDisplay(QuietDisplay):
         fixed = constant_params(runner.spec.engine.get("parameters", {}))
         slots = len(runner.slots) > 1
         table.add_column("#", justify="right", no_wrap=True)
+        if slots:  # right after the number, where an 80-column log cannot cut it off
+            table.add_column("slot", justify="right", no_wrap=True)
         table.add_column("run", no_wrap=True)
         table.add_column("params", min_width=16, overflow="fold")
-        for name in ("status", metric, "GPU MB", "host MB", "wait s") + (("slot",) * slots):
+        # Units on a second header line, and with slots no wait column (it is in the records
+        # and the report): a row must fit an 80-column log.
+        numbers = ("GPU\nMB", "host\nMB") + (() if slots else ("wait\ns",))
+        for name in ("status", metric, *numbers):
             table.add_column(name, justify="left" if name == "status" else "right",
                              no_wrap=True)
         for i, record in enumerate(runner.records, 1):
-            table.add_row(str(i), record.run, _params(record.params, fixed),
-                          _status(record.status.value), _num(record.metric.best),
-                          _num(record.gpu.peak_tree_mb, 0), _num(record.host.peak_rss_mb, 0),
-                          _num(record.cleanup.wait_s, 2), *([str(record.slot)] * slots))
+            wait = () if slots else (_num(record.cleanup.wait_s, 2),)
+            table.add_row(str(i), *([str(record.slot)] * slots), record.run,
+                          _params(record.params, fixed), _status(record.status.value),
+                          _num(record.metric.best), _num(record.gpu.peak_tree_mb, 0),
+                          _num(record.host.peak_rss_mb, 0), *wait)
         for number, trial in enumerate(runner.running, len(runner.records) + 1):
             if trial.monitor is None:
                 continue
             peaks = trial.monitor.peaks
             values = trial.events.metric_values
             status = "stopping" if trial.stopping else "running"
-            table.add_row(str(number), trial.run_id, _params(trial.params, fixed),
-                          _status(status), _num(values[-1] if values else None),
-                          _num(peaks.gpu_tree_mb, 0), _num(peaks.rss_mb, 0), "",
-                          *([str(trial.slot)] * slots))
+            table.add_row(str(number), *([str(trial.slot)] * slots), trial.run_id,
+                          _params(trial.params, fixed), _status(status),
+                          _num(values[-1] if values else None), _num(peaks.gpu_tree_mb, 0),
+                          _num(peaks.rss_mb, 0), *(() if slots else ("",)))
         parts: list[Any] = [table, self._progress]
         if with_tail and runner.running and not slots:
             trial = runner.running[0]

@@ -95,14 +95,17 @@ def with_param(params: Mapping[str, Any], name: str, value: Any) -> dict[str, An
 
 
 def peak_of(record: TrialRecord, source: str) -> float | None:
-    """The peak the model fits: the trial's own GPU memory, or the host RSS of its tree.
+    """The peak the model fits: the trial's own GPU memory, or the host RSS of its tree
+    without wandb's service (whose RSS swings with what it buffers, not with the trial's size).
 
     For the GPU, the tree's own NVML usage (CUDA context included, which is what a device's
     free memory must hold) comes first, then what torch reserved, then the device's rise
     over its baseline.
     """
     if source == "host":
-        return _positive(record.host.peak_rss_mb)
+        host = record.host
+        return _positive(host.peak_rss_trial_mb if host.peak_rss_trial_mb is not None
+                         else host.peak_rss_mb)
     gpu = record.gpu
     for value in (gpu.peak_tree_mb, gpu.torch_peak_reserved_mb):
         if _positive(value) is not None:

@@ -4,6 +4,12 @@ Each sample sums the RSS of every process in the tree (psutil) and reads the dev
 used memory of the whole device and the memory held by the tree's own pids. It keeps the
 peaks, every process identity it has seen (so cleanup can find orphans later), and writes
 ``memory.csv`` (t, rss_mb, gpu_used_mb, gpu_tree_mb) for the report.
+
+It also sums the tree's RSS without wandb's service processes (``wandb-core`` and below): under
+offline W&B that service is part of the tree and its RSS swings by hundreds of MB, which would
+drown what the trial's size costs, and a process counts there only from its second sample on
+(a fork caught before its exec shows its parent's RSS twice). The memory model learns from
+that figure; the host_oom guard still watches the whole tree.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Sample:
     cpu_s: float  # CPU seconds the tree has used so far (user + system)
     processes: int
     available_mb: float | None = None  # the machine's available memory
+    rss_trial_mb: float | None = None  # rss_mb without wandb's service processes
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class Peaks:
     gpu_used_mb: float | None
     gpu_tree_mb: float | None
     min_available_mb: float | None = None
+    rss_trial_mb: float | None = None  # rss_mb without wandb's service processes
 
 
 def _max(current: float | None, value: float | None) -> float | None:
@@ -56,6 +64,7 @@ class Monitor:
         self._cpu_of_gone = 0.0
         self._seen: dict[int, float] = {}  # pid -> create_time, every process ever seen
         self._peaks = Peaks(None, None, None)
+        self._service: dict[int, tuple[str, bool]] = {}  # pid -> (comm, is wandb's service)
         self.last: Sample | None = None
         self.errors = 0
         self.last_error: str | None = None
@@ -106,6 +115,10 @@ class Monitor:
         """Take one sample of the tree now (also called by tests and at the start)."""
         tree = self._current_tree()
         rss = sum(p.rss_mb for p in tree.values())
+        # A process counts for the trial from its second sample on: a fork caught before its
+        # exec (wandb starting wandb-core) shows the parent's whole RSS a second time.
+        rss_trial = sum(tree[pid].rss_mb for pid in self._trial_pids(tree)
+                        if pid in self._tracked)
         cpu = sum(p.cpu_s for p in tree.values())
         available = available_mb()
         gpu_used = self._device.used_mb()
@@ -119,16 +132,30 @@ class Monitor:
                                      if pid not in tree)
             self._tracked = tree
             sample = Sample(time.monotonic() - self._start, rss, gpu_used, gpu_tree,
-                            self._cpu_of_gone + cpu, len(tree), available)
+                            self._cpu_of_gone + cpu, len(tree), available, rss_trial)
             self.last = sample
             low = self._peaks.min_available_mb
             self._peaks = Peaks(_max(self._peaks.rss_mb, rss if tree else None),
                                 _max(self._peaks.gpu_used_mb, gpu_used),
                                 _max(self._peaks.gpu_tree_mb, gpu_tree),
-                                _min(low, available))
+                                _min(low, available),
+                                _max(self._peaks.rss_trial_mb, rss_trial if tree else None))
             if self._csv:
                 self._csv.write(f"{sample.t:.3f},{rss:.1f},{_fmt(gpu_used)},{_fmt(gpu_tree)}\n")
         return sample
+
+    def _trial_pids(self, tree: dict[int, proctree.ProcStat]) -> list[int]:
+        """The tree's pids less wandb's service processes and their children. A process is
+        classified again when its command name changes (a fork that then execs wandb-core)."""
+        service: set[int] = set()
+        for pid, stat in tree.items():
+            known = self._service.get(pid)
+            if known is None or known[0] != stat.comm:
+                known = (stat.comm, proctree.is_wandb_service(stat.comm, proctree.cmdline(pid)))
+                self._service[pid] = known
+            if known[1]:
+                service.add(pid)
+        return trial_pids({pid: stat.ppid for pid, stat in tree.items()}, service)
 
     def _current_tree(self) -> dict[int, proctree.ProcStat]:
         """Every live process below the tracked ones' roots (orphans stay tracked)."""
@@ -148,6 +175,19 @@ class Monitor:
             for pid, stat in tree.items():
                 self._seen.setdefault(pid, stat.create_time)
         return tree
+
+
+def trial_pids(parents: dict[int, int], service: set[int]) -> list[int]:
+    """The pids of ``parents`` (pid -> ppid) that are neither in ``service`` nor below one."""
+    def excluded(pid: int) -> bool:
+        seen: set[int] = set()
+        while pid in parents and pid not in seen:
+            if pid in service:
+                return True
+            seen.add(pid)
+            pid = parents[pid]
+        return False
+    return [pid for pid in parents if not excluded(pid)]
 
 
 def _same_process(pid: int, create_time: float) -> bool:

@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from gpusweep.status import TrialStatus
 from gpusweep.sweepdir import flatten, varied_params
 
 if TYPE_CHECKING:
@@ -25,14 +26,20 @@ if TYPE_CHECKING:
     from gpusweep.sweepdir import SweepData
 
 DPI = 110
-STATUS_COLORS = {
-    "finished": "#2a9d4b",
-    "stopped_early": "#3b75c4",
-    "timeout": "#e08a00",
-    "failed": "#d0312d",
-    "killed": "#8e5bb5",
+_COLORS = {  # one distinct colour per status (a test checks that none is missing)
+    TrialStatus.FINISHED: "#2a9d4b",
+    TrialStatus.STOPPED_EARLY: "#3b75c4",
+    TrialStatus.TIMEOUT: "#e08a00",
+    TrialStatus.FAILED: "#d0312d",
+    TrialStatus.KILLED: "#8e5bb5",
+    TrialStatus.OOM: "#8c564b",
+    TrialStatus.HOST_OOM: "#e377c2",
+    TrialStatus.STALLED: "#b5b01e",
+    TrialStatus.SKIPPED_NO_FIT: "#17becf",
 }
-OTHER_COLOR = "#7f7f7f"  # a status this module does not know yet
+STATUS_COLORS = {status.value: _COLORS[status] for status in TrialStatus}
+OTHER_COLOR = "#7f7f7f"  # a status written by a newer gpusweep
+SLOT_MARKERS = "os^Dvp*h"  # with several slots, each trial's peak is marked by its slot's
 WAIT_COLOR = "#f2c14e"
 
 
@@ -75,23 +82,24 @@ def memory_timeline(data: SweepData, path: str) -> bool:
     ends = [_end(r, data) for _, r in trials]
     scale, unit = _time_scale(max(ends) - t0)
     rows = ["gpu", "host"] if data.has_gpu else ["host"]
+    slots = sorted({r.slot for _, r in trials})
+    marker = {slot: SLOT_MARKERS[i % len(SLOT_MARKERS)] for i, slot in enumerate(slots)} \
+        if len(slots) > 1 else {}
     fig = Figure(figsize=(11, 2.0 + 2.4 * len(rows)), layout="constrained")
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     for ax, row in zip(axes, rows, strict=True):
         for _, record in trials:
-            _draw_trial(ax, row, record, data, t0, scale)
+            _draw_trial(ax, row, record, data, t0, scale, marker.get(record.slot))
         ax.set_ylabel("GPU used (MB)" if row == "gpu" else "host RSS (MB)")
         ax.set_ylim(bottom=0)
         ax.margins(x=0.01)
         ax.grid(axis="y", alpha=0.3)
         if row == "gpu":
             _draw_baseline(ax, data.records)
-    labelled = -math.inf
-    for index, record in trials:
-        start = (record.timeline.start - t0) / scale
-        label = start - labelled > 0.025 * (max(ends) - t0) / scale  # keep numbers apart
-        _draw_phases(axes, index, record, t0, scale, label, data.has_gpu)
-        labelled = start if label else labelled
+    starts = [(record.timeline.start - t0) / scale for _, record in trials]
+    levels = label_levels(starts, 0.025 * (max(ends) - t0) / scale)
+    for (index, record), level in zip(trials, levels, strict=True):
+        _draw_phases(axes, index, record, t0, scale, level, data.has_gpu)
     axes[-1].set_xlabel(f"wall time since the first trial started ({unit})")
     handles = _status_legend([r.status.value for _, r in trials])
     if data.has_gpu and any(_wait_span(r) for _, r in trials):
@@ -99,12 +107,39 @@ def memory_timeline(data: SweepData, path: str) -> bool:
     if data.has_gpu:
         handles += [Line2D([], [], color="k", lw=1.6, label="device used"),
                     Line2D([], [], color="k", lw=1, ls="--", label="trial's processes")]
+    handles += [Line2D([], [], marker=m, ls="", color="k", markersize=6,
+                       label=f"slot {slot} peak{_slot_device(data.records, slot)}")
+                for slot, m in marker.items()]
     what = "GPU and host memory" if data.has_gpu else "Host memory (no GPU)"
     fig.suptitle(f"{what} over the sweep, {len(trials)} trials", fontsize=12)
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 9),
+    rows_needed = math.ceil(len(handles) / 6)  # at most 6 entries a row, rows evenly filled
+    fig.legend(handles=handles, loc="outside lower center",
+               ncol=math.ceil(len(handles) / rows_needed),
                frameon=False, fontsize=9)
     _save(fig, path)
     return True
+
+
+def label_levels(starts: Sequence[float], gap: float, levels: int = 3) -> list[int | None]:
+    """The row (0 = nearest the plot) of each trial's number above the timeline: the lowest
+    row where it stands ``gap`` clear of the last number there; None when all rows are full
+    (trials started together in many slots). Keeps every number readable, none overlapping."""
+    last = [-math.inf] * levels
+    result: list[int | None] = []
+    for start in starts:
+        level = next((i for i in range(levels) if start - last[i] >= gap), None)
+        if level is not None:
+            last[level] = start
+        result.append(level)
+    return result
+
+
+def _slot_device(records: Sequence[TrialRecord], slot: int) -> str:
+    """`` (GPU 1)`` when the slot's trials ran on a GPU, else nothing."""
+    for record in records:
+        if record.slot == slot and record.gpu.index is not None:
+            return f" (GPU {record.gpu.index})"
+    return ""
 
 
 def _start(record: TrialRecord) -> float | None:
@@ -127,19 +162,22 @@ def _wait_span(record: TrialRecord) -> tuple[float, float] | None:
 
 
 def _draw_trial(ax: Any, row: str, record: TrialRecord, data: SweepData, t0: float,
-                scale: float) -> None:
+                scale: float, marker: str | None) -> None:
     samples = data.samples.get(record.run)
     if samples is None or not samples.t:
         return
     x = (record.timeline.start - t0 + np.asarray(samples.t)) / scale
     color = status_color(record.status.value)
-    if row == "host":
-        ax.plot(x, samples.rss_mb, color=color, lw=1.6)
-        ax.fill_between(x, samples.rss_mb, color=color, alpha=0.12, lw=0)
-        return
-    ax.plot(x, samples.gpu_used_mb, color=color, lw=1.6)
-    ax.fill_between(x, samples.gpu_used_mb, color=color, alpha=0.12, lw=0)
-    ax.plot(x, samples.gpu_tree_mb, color=color, lw=1, ls="--")
+    y = samples.rss_mb if row == "host" else samples.gpu_used_mb
+    ax.plot(x, y, color=color, lw=1.6)
+    ax.fill_between(x, y, color=color, alpha=0.12, lw=0)
+    if row == "gpu":
+        ax.plot(x, samples.gpu_tree_mb, color=color, lw=1, ls="--")
+    values = np.asarray(y, dtype=float)
+    if marker and np.isfinite(values).any():  # which slot ran it, at its peak
+        top = int(np.nanargmax(values))
+        ax.plot([x[top]], [values[top]], marker=marker, ls="", color=color, markersize=6,
+                markeredgecolor="k", markeredgewidth=0.6, zorder=4)
 
 
 def _draw_baseline(ax: Any, records: Sequence[TrialRecord]) -> None:
@@ -152,7 +190,7 @@ def _draw_baseline(ax: Any, records: Sequence[TrialRecord]) -> None:
 
 
 def _draw_phases(axes: Sequence[Any], index: int, record: TrialRecord, t0: float,
-                 scale: float, label: bool, waits: bool) -> None:
+                 scale: float, level: int | None, waits: bool) -> None:
     """The trial's start line and number, and its GPU wait (none without a GPU: no wait)."""
     start = (record.timeline.start - t0) / scale
     wait = _wait_span(record) if waits else None
@@ -161,10 +199,10 @@ def _draw_phases(axes: Sequence[Any], index: int, record: TrialRecord, t0: float
         if wait:
             ax.axvspan((wait[0] - t0) / scale, (wait[1] - t0) / scale, color=WAIT_COLOR,
                        alpha=0.35, lw=0)
-    if label:
+    if level is not None:
         axes[0].annotate(str(index), (start, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(0, 2), textcoords="offset points", ha="center",
-                         va="bottom", fontsize=8, color="#333333")
+                         xytext=(0, 2 + 10 * level), textcoords="offset points",
+                         ha="center", va="bottom", fontsize=8, color="#333333")
 
 
 # -- (b) peak memory per trial -----------------------------------------------------------
@@ -260,8 +298,7 @@ def _param_axis(ax: Any, values: Sequence[Any]) -> list[float]:
         positive = [v for v in values if v > 0]
         if len(positive) == len(values) and max(positive) / min(positive) >= 8:
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_minor_locator(NullLocator())
+            _log_ticks(ax.xaxis, min(positive), max(positive))
         distinct = sorted(set(values))
         if len(distinct) <= 8 and all(float(v).is_integer() for v in distinct):
             ax.set_xticks(distinct)  # a few sizes (batch, hidden): tick exactly those
@@ -274,6 +311,19 @@ def _param_axis(ax: Any, values: Sequence[Any]) -> list[float]:
     ax.set_xlim(-0.6, len(categories) - 0.4)
     rng = np.random.default_rng(0)  # a little jitter so equal points stay visible
     return [categories.index(repr(v)) + rng.uniform(-0.12, 0.12) for v in values]
+
+
+def log_subs(low: float, high: float) -> tuple[float, ...]:
+    """Ticks at 1, 2 and 5 times each power of ten over about a decade, 1 and 3 over up to
+    two and a half, decades only beyond: denser ticks would run into each other
+    (0.00050.001 on a 3.9-inch panel)."""
+    decades = math.log10(high / low)
+    return (1.0, 2.0, 5.0) if decades <= 1.2 else (1.0, 3.0) if decades <= 2.5 else (1.0,)
+
+
+def _log_ticks(axis: Any, low: float, high: float) -> None:
+    axis.set_major_locator(LogLocator(subs=log_subs(low, high), numticks=7))
+    axis.set_minor_locator(NullLocator())
 
 
 # -- (d) predicted vs actual peak --------------------------------------------------------
@@ -306,9 +356,8 @@ def predicted_vs_actual(fit: Fit, path: str) -> bool:
                     label="within 20%")
     ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high))
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        _log_ticks(axis, low, high)
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.4g}"))
-        axis.set_minor_locator(NullLocator())
     source = "GPU" if model.source == "gpu" else "host RSS"
     ax.set_xlabel(f"actual peak {source} (MB)")
     ax.set_ylabel(f"predicted peak {source} (MB)")

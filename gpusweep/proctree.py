@@ -28,6 +28,7 @@ class ProcStat:
     cpu_s: float  # user + system
     rss_mb: float
     create_time: float  # seconds since the epoch, as psutil.Process.create_time()
+    comm: str = ""  # the kernel's command name (changes on exec)
 
 
 def read(pid: int) -> ProcStat | None:
@@ -49,7 +50,28 @@ def read(pid: int) -> ProcStat | None:
         cpu_s=(int(fields[11]) + int(fields[12])) / _TICKS,
         rss_mb=int(fields[21]) * _PAGE_MB,
         create_time=_BOOT_TIME + int(fields[19]) / _TICKS,
+        comm=data[data.find(b"(") + 1:data.rfind(b")")].decode("utf-8", "replace"),
     )
+
+
+def cmdline(pid: int) -> list[str]:
+    """A process's argv, or [] when it is gone or unreadable."""
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+
+
+def is_wandb_service(comm: str, argv: list[str]) -> bool:
+    """Is this wandb's service process (``wandb-core``, its ``wandb-symon`` monitor, or the
+    older Python ``wandb service``)? It serves the trial but its RSS swings by hundreds of MB
+    with what it buffers, so it is kept out of the trial's own memory figure."""
+    if comm.startswith("wandb-"):
+        return True
+    names = [os.path.basename(a) for a in argv]
+    if names and names[0].startswith(("wandb-core", "wandb-symon")):
+        return True
+    return any(n == "wandb" and argv[i + 1:i + 2] == ["service"] for i, n in enumerate(names))
 
 
 def children(pid: int) -> list[int]:
@@ -95,6 +117,6 @@ def _read_psutil(pid: int) -> ProcStat | None:
             times = proc.cpu_times()
             return ProcStat(pid, proc.ppid(), proc.status() == psutil.STATUS_ZOMBIE,
                             times.user + times.system, proc.memory_info().rss / 2**20,
-                            proc.create_time())
+                            proc.create_time(), proc.name())
     except psutil.Error:
         return None

@@ -40,6 +40,7 @@ class GpuRecord:
 class HostRecord:
     peak_rss_mb: float | None = None  # summed RSS of the trial's whole process tree
     min_available_mb: float | None = None  # the machine's lowest available memory meanwhile
+    peak_rss_trial_mb: float | None = None  # the same without wandb's service processes
 
 
 @dataclass(frozen=True)

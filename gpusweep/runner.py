@@ -37,7 +37,7 @@ from gpusweep.flapping import is_flapping
 from gpusweep.lock import SweepLock
 from gpusweep.oom import backoff_params, retry_depth
 from gpusweep.recorder import SweepRecorder
-from gpusweep.records import TrialRecord
+from gpusweep.records import GpuRecord, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
@@ -259,8 +259,10 @@ class SweepRunner:
             run=new_id(), params=admitted.params, status=TrialStatus.SKIPPED_NO_FIT,
             exit_code=None, signal=None, started=now, ended=now, duration_s=0.0,
             retry_of=pending.retry_of, slot=slot.index,
-            predicted_peak_mb=admitted.predicted_mb, fit_note=admitted.reason,
-            reason=admitted.reason)
+            predicted_peak_mb=None if admitted.predicted_mb is None
+            else round(admitted.predicted_mb, 1), fit_note=admitted.reason,
+            reason=admitted.reason,
+            gpu=GpuRecord(device=slot.device.info.name, index=slot.device.info.index))
         self.recorder.trial_ended(record, [])
         self.display.trial_ended(self, record)
 

@@ -309,7 +309,8 @@ class RunningTrial:
                 residual_mb=_r(waited.residual_mb),
             ),
             host=HostRecord(peak_rss_mb=_r(self._host_peak_mb(peaks.rss_mb)),
-                            min_available_mb=_r(peaks.min_available_mb)),
+                            min_available_mb=_r(peaks.min_available_mb),
+                            peak_rss_trial_mb=_r(self._host_peak_mb(peaks.rss_trial_mb))),
             cleanup=CleanupRecord(
                 processes_killed=sum(e.processes_killed for e in self._ends),
                 escapees_killed=sum(e.escapees_killed for e in self._ends),

@@ -1,10 +1,15 @@
 """The memory model at launch: run, shrink, skip, or wait beside a neighbour."""
 
 import pytest
+import yaml
+from conftest import ROOT
+from fakes import FakeDevice
 
 from gpusweep.admission import decide, free_for
-from gpusweep.config import FitConfig
+from gpusweep.config import FitConfig, parse_sweep
+from gpusweep.display import QuietDisplay
 from gpusweep.memfit import MemoryModel
+from gpusweep.runner import SweepOptions, SweepRunner
 
 # peak_mb = 1.0 * batch_size^1 (exp(0) = 1), fitted on 5 trials
 MODEL = MemoryModel(features=("batch_size",), exponents=(1.0,), intercept=0.0, n=5,
@@ -93,3 +98,22 @@ def test_shrink_policy_runs_it_with_a_smaller_batch(write_sweep, run_sweep):
     assert last["status"] == "finished" and "shrunk" in last["fit_note"]
     assert 64 <= last["params"]["batch_size"] < 4096
     assert last["host"]["peak_rss_mb"] < 300
+
+
+@pytest.mark.slow
+def test_a_skipped_trial_is_recorded_on_its_slots_device(tmp_path, monkeypatch):
+    """FAKE GPU (no NVML here): the skipped trial names the slot's device, not ``cpu``, and
+    its prediction is rounded like every other record's."""
+    monkeypatch.chdir(ROOT)
+    config = ballast_sweep("skip")
+    config["parameters"]["batch_size"] = {"values": [8, 16, 32, 4096]}
+    gpu = FakeDevice([1000.0], name="FakeGPU-skip", uuid="GPU-fake-7", index=3)
+    runner = SweepRunner(parse_sweep(config, "skip.yaml"), SweepOptions(log_dir=str(tmp_path)),
+                         [gpu], QuietDisplay())
+    assert runner.run() == 0
+    skipped = runner.records[-1]
+    assert skipped.status.value == "skipped_no_fit"
+    assert (skipped.gpu.device, skipped.gpu.index) == ("FakeGPU-skip", 3)
+    assert skipped.predicted_peak_mb == round(skipped.predicted_peak_mb, 1)
+    row = yaml.safe_load((tmp_path / runner.sweep_id / "sweep.yaml").read_text())["trials"][-1]
+    assert row["device"] == "3: FakeGPU-skip"

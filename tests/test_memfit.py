@@ -185,3 +185,12 @@ def test_shrink_to_fit_without_a_prediction_lets_the_trial_run():
     params = {"train.batch_size": 64}
     assert memfit.shrink_to_fit(params, "train.batch_size", lambda p: None, 1.0, 0.1, 8) == \
         params
+
+
+def test_host_peak_without_wandb_service_is_what_the_model_fits():
+    # wandb's service swings the whole tree's peak; the trial's own figure is fitted when known.
+    noisy = TrialRecord(run="a", params={}, status=TrialStatus.FINISHED, exit_code=0,
+                        signal=None, started="", ended="", duration_s=1.0,
+                        host=HostRecord(peak_rss_mb=721.0, peak_rss_trial_mb=371.0))
+    assert memfit.peak_of(noisy, "host") == 371.0
+    assert memfit.peak_of(record("b", {}, host=409.0), "host") == 409.0  # older records

@@ -10,7 +10,8 @@ import psutil
 
 from gpusweep.cleanup import end_tree, find_trial_processes
 from gpusweep.device import NullDevice
-from gpusweep.monitor import Monitor
+from gpusweep.monitor import Monitor, trial_pids
+from gpusweep.proctree import is_wandb_service
 
 # A parent that starts a child; the child allocates 50 MB and both sleep.
 TREE = textwrap.dedent("""
@@ -85,3 +86,64 @@ def test_a_reused_pid_is_not_taken_for_a_seen_process():
     finally:
         proc.kill()
         proc.wait()
+
+
+# A trial whose child runs as wandb's service (argv[0] ends in wandb-core, like the real one
+# started by wandb.init) holding 80 MB, with a child of its own (like wandb-symon).
+SERVICE_TREE = textwrap.dedent("""
+    import subprocess, sys, time
+    service = subprocess.Popen(
+        ["/opt/wandb/bin/wandb-core", "-c",
+         "import subprocess, sys, time; b = bytearray(80 * 1024 * 1024); "
+         f"subprocess.Popen([{sys.executable!r}, '-c', 'import time; time.sleep(60)']); "
+         "time.sleep(60)"],
+        executable=sys.executable)
+    time.sleep(60)
+""")
+
+
+def test_monitor_keeps_wandb_service_out_of_the_trial_figure():
+    proc = subprocess.Popen([sys.executable, "-c", SERVICE_TREE], start_new_session=True)
+    monitor = Monitor(proc.pid, NullDevice(), hz=20, csv_path=None).start()
+    try:
+        assert wait_for(lambda: monitor.sample().processes == 3)
+        assert wait_for(lambda: monitor.sample().rss_mb > 80)
+        sample = monitor.sample()
+    finally:
+        end_tree(proc.pid, None, monitor.seen, grace_s=2)
+        proc.wait()
+        monitor.stop()
+    assert sample.rss_mb - sample.rss_trial_mb > 80  # the service and its child left out
+    assert 0 < sample.rss_trial_mb < 80  # the trial's own process is counted
+    peaks = monitor.peaks
+    assert peaks.rss_trial_mb is not None and peaks.rss_mb - peaks.rss_trial_mb > 80
+
+
+def test_a_process_counts_for_the_trial_from_its_second_sample():
+    proc = start_tree()
+    try:
+        assert wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1)
+        child = psutil.Process(proc.pid).children()[0]
+        assert wait_for(lambda: child.memory_info().rss > 50 * 2**20)
+        monitor = Monitor(proc.pid, NullDevice(), hz=20, csv_path=None)  # not started
+        first, second = monitor.sample(), monitor.sample()
+    finally:
+        end_tree(proc.pid, None, (), grace_s=2)
+        proc.wait()
+    assert first.processes == 2 and first.rss_mb - first.rss_trial_mb > 50  # new: left out
+    assert second.rss_trial_mb == second.rss_mb  # seen before: counted
+
+
+def test_wandb_service_is_named_by_command_name_or_argv():
+    assert is_wandb_service("wandb-core", [])
+    assert is_wandb_service("wandb-symon", ["/venv/wandb/bin/wandb-symon", "--parent-pid", "9"])
+    assert is_wandb_service("python3", ["/x/wandb/bin/wandb-core", "--pid", "1"])
+    assert is_wandb_service("python3", ["/usr/bin/python3", "-m", "wandb", "service"])
+    assert not is_wandb_service("python3", ["python", "train.py", "--wandb", "x"])
+    assert not is_wandb_service("python3", ["python", "-m", "wandb", "sync", "dir"])
+
+
+def test_trial_pids_leave_out_the_service_subtree():
+    parents = {10: 1, 11: 10, 12: 10, 13: 12, 14: 13}  # 12 is the service, 13 and 14 below it
+    assert trial_pids(parents, {12}) == [10, 11]
+    assert trial_pids(parents, set()) == [10, 11, 12, 13, 14]

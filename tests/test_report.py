@@ -104,7 +104,7 @@ TRIALS = [  # run, batch, hidden, status, loss, wait_s
 BASELINE = 450.0
 
 
-def write_gpu_sweep(root: Path, fit_features: list[str] | None = None) -> Path:
+def write_gpu_sweep(root: Path, fit_features: list[str] | None = None, slots: int = 1) -> Path:
     """A sweep directory as a GPU sweep leaves it: YAML records and memory.csv samples."""
     sweep_dir = root / "gpusweep-synth"
     sweep_dir.mkdir()
@@ -113,7 +113,7 @@ def write_gpu_sweep(root: Path, fit_features: list[str] | None = None) -> Path:
               "metric": {"name": "val_loss", "goal": "minimize"}}
     t = 1_800_000_000.0
     rows = []
-    for run, batch, hidden, status, loss, wait_s in TRIALS:
+    for i, (run, batch, hidden, status, loss, wait_s) in enumerate(TRIALS):
         duration = 6.0 if status != "failed" else 1.5
         peak = gpu_law(batch, hidden)
         params = {"train": {"batch_size": batch, "lr": 10 ** -(batch % 3 + 2)},
@@ -124,10 +124,11 @@ def write_gpu_sweep(root: Path, fit_features: list[str] | None = None) -> Path:
             "run": run, "params": params, "status": status,
             "exit_code": 0 if status == "finished" else 1, "signal": None,
             "started": "2027-01-15T10:00:00+00:00", "ended": "2027-01-15T10:00:07+00:00",
-            "duration_s": duration,
+            "duration_s": duration, "slot": i % slots,
             "metric": {"name": "val_loss", "last": loss, "best": loss,
                        "reports": 0 if loss is None else 5},
-            "gpu": {"device": "NVIDIA H100 80GB HBM3", "baseline_mb": BASELINE,
+            "gpu": {"device": "NVIDIA H100 80GB HBM3", "index": i % slots,
+                    "baseline_mb": BASELINE,
                     "peak_used_mb": BASELINE + peak, "peak_tree_mb": peak,
                     "torch_peak_allocated_mb": peak - 320, "torch_peak_reserved_mb": peak - 280,
                     "residual_mb": 0.0},
@@ -142,7 +143,7 @@ def write_gpu_sweep(root: Path, fit_features: list[str] | None = None) -> Path:
         (trial_dir / "memory.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
         (trial_dir / "memory.csv").write_text(samples_csv(duration, peak, batch))
         rows.append({"run": run, "params": params, "status": status, "metric": loss})
-        t = timeline["wait_end"] + 0.4
+        t = timeline["wait_end"] + 0.4 if (i + 1) % slots == 0 else t  # slots start together
     sweep = {"sweep": {"id": "gpusweep-synth", "name": "synthetic-gpu", "config": config,
                        "method": "random", "metric": config["metric"],
                        "started": "2027-01-15T10:00:00+00:00",
@@ -224,3 +225,36 @@ def test_memory_fit_uses_gpu_peaks_and_predicts_before_launch():
     assert fit.model.source == "gpu" and fit.model.n == 5  # the failed trial is left out
     assert fit.before[:2] == (None, None) and all(p is not None for p in fit.before[2:])
     assert report.median_abs_error(fit.fitted, fit.observed) < 0.1
+
+
+def test_a_sweep_with_two_slots_on_two_gpus_draws(tmp_path):
+    sweep_dir = write_gpu_sweep(tmp_path, ["train.batch_size", "model.hidden"], slots=2)
+    data = load_sweep_dir(str(sweep_dir))
+    assert {r.slot for r in data.records} == {0, 1}
+    report.build(str(sweep_dir))
+    assert_sensible_pngs(sweep_dir / "report", PLOTS)
+
+
+def test_every_status_has_its_own_colour():
+    from gpusweep.plots import OTHER_COLOR, STATUS_COLORS
+    from gpusweep.status import TrialStatus
+
+    assert set(STATUS_COLORS) == {s.value for s in TrialStatus}
+    colours = list(STATUS_COLORS.values())
+    assert len(set(colours)) == len(colours) and OTHER_COLOR not in colours
+
+
+def test_trial_numbers_that_start_together_are_stacked_not_dropped():
+    from gpusweep.plots import label_levels
+
+    # two slots: trials 1 and 2 start together, so do 3 and 4; 5 is alone
+    assert label_levels([0.0, 0.1, 5.0, 5.05, 10.0], gap=1.0) == [0, 1, 0, 1, 0]
+    assert label_levels([0.0, 0.0, 0.0, 0.0], gap=1.0, levels=3) == [0, 1, 2, None]
+
+
+def test_log_ticks_thin_out_over_wide_ranges():
+    from gpusweep.plots import log_subs
+
+    assert log_subs(0.0003, 0.003) == (1.0, 2.0, 5.0)  # a decade: 1, 2, 5
+    assert log_subs(10, 500) == (1.0, 3.0)
+    assert log_subs(2e-5, 0.1) == (1.0,)  # 3.7 decades: 0.0005 and 0.001 would collide
