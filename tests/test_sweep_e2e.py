@@ -166,8 +166,11 @@ def test_live_table_fits_an_80_column_log(write_sweep, tmp_path):
          "--log-dir", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True,
         env=dict(os.environ, COLUMNS="80"))
     assert proc.returncode == 0, proc.stderr
-    header = next(line for line in proc.stdout.splitlines() if " run " in line)
-    assert header.split()[-2:] == ["wait", "s"] and "params" in header and "loss" in header
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if " run " in line)
+    names, units = lines[at - 1].split(), lines[at].split()  # units on a second header line
+    assert names[-1] == "wait" and units[-1] == "s"
+    assert "params" in units and "loss" in units
     sweep_dir = next((tmp_path / "log").iterdir())
     runs = [row["run"] for row in yaml.safe_load((sweep_dir / "sweep.yaml").read_text())[
         "trials"]]
