@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep import memfit
-from gpusweep.config import FitConfig, IsolationConfig
 from gpusweep.device import Device
 from gpusweep.guards import available_mb
+from gpusweep.isolation import FitConfig, IsolationConfig
 from gpusweep.records import TrialRecord
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from gpusweep.config import WaitConfig
 from gpusweep.device import Device
+from gpusweep.isolation import WaitConfig
 
 ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpusweep.config import FlappingConfig
+from gpusweep.isolation import FlappingConfig
 from gpusweep.status import TrialStatus
 
 FAILURES = frozenset({TrialStatus.FAILED})

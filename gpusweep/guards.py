@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import signal
 
-from gpusweep.config import LimitsConfig
+from gpusweep.isolation import LimitsConfig
 
 # A SIGKILL we did not send, with this little of the machine's memory left, was the kernel.
 OOM_KILLER_AVAILABLE_FRACTION = 0.05

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpusweep.config import LeakConfig
+from gpusweep.isolation import LeakConfig
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gpusweep import params as params_
-from gpusweep.config import OomConfig
+from gpusweep.isolation import OomConfig
 from gpusweep.records import TrialRecord
 
 OOM_TYPES = frozenset({"OutOfMemoryError"})

@@ -6,8 +6,9 @@ from conftest import ROOT
 from fakes import FakeDevice
 
 from gpusweep.admission import decide, free_for
-from gpusweep.config import FitConfig, parse_sweep
+from gpusweep.config import parse_sweep
 from gpusweep.display import QuietDisplay
+from gpusweep.isolation import FitConfig
 from gpusweep.memfit import MemoryModel
 from gpusweep.runner import SweepOptions, SweepRunner
 

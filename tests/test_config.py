@@ -6,8 +6,9 @@ import sys
 import pytest
 import yaml
 
-from gpusweep.config import IsolationConfig, load_sweep, parse_sweep
+from gpusweep.config import load_sweep, parse_sweep
 from gpusweep.errors import BadInput
+from gpusweep.isolation import IsolationConfig
 
 PROGRAM = "tests/programs/quadratic.py"
 

@@ -5,9 +5,9 @@ import signal
 
 import pytest
 
-from gpusweep.config import FlappingConfig, LeakConfig, LimitsConfig, OomConfig
 from gpusweep.flapping import is_flapping
 from gpusweep.guards import host_memory_reason, oom_killer_suspected, stalled_for
+from gpusweep.isolation import FlappingConfig, LeakConfig, LimitsConfig, OomConfig
 from gpusweep.leak import leak_verdict, slope
 from gpusweep.oom import backoff_params, oom_line
 from gpusweep.status import StopReason, TrialStatus, classify

@@ -3,8 +3,8 @@
 from fakes import FakeClock, FakeDevice
 
 from gpusweep.cleanup import fixed_wait_s, gpu_is_clean, wait_until_clean
-from gpusweep.config import WaitConfig
 from gpusweep.device import NullDevice
+from gpusweep.isolation import WaitConfig
 
 
 def test_decision_within_tolerance_and_no_holder():
