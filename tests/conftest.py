@@ -88,6 +88,14 @@ def processes_with_token(tokens: set[str]) -> list[int]:
     return found
 
 
+def resume_sweep(command: list[str], sweep_dir: Path) -> dict:
+    """Run ``command --resume <id>`` to its end (exit 0 asserted); the sweep.yaml it leaves."""
+    resumed = subprocess.run(command + ["--resume", sweep_dir.name], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    return yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+
+
 def journal_tokens(sweep_dir: Path) -> set[str]:
     import json
 

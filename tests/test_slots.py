@@ -6,8 +6,7 @@ import sys
 import time
 
 import pytest
-import yaml
-from conftest import ROOT, fault, journal_tokens, processes_with_token, program
+from conftest import ROOT, fault, journal_tokens, processes_with_token, program, resume_sweep
 from fakes import FakeDevice
 
 from gpusweep.config import parse_sweep
@@ -92,10 +91,7 @@ def test_resume_with_two_trials_in_flight(write_sweep, tmp_path):
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
     tokens = journal_tokens(sweep_dir)
     assert len(processes_with_token(tokens)) == 2  # both trials outlived the orchestrator
-    resumed = subprocess.run(command + ["--resume", sweep_dir.name], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    sweep = resume_sweep(command, sweep_dir)
     finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
     assert finished == [1, 2, 3, 4]
     assert [r["status"] for r in sweep["trials"]].count("killed") == 2

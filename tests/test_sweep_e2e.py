@@ -8,7 +8,7 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, journal_tokens, processes_with_token, program
+from conftest import ROOT, journal_tokens, processes_with_token, program, resume_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -98,10 +98,7 @@ def test_resume_after_sigkill_runs_every_grid_point_exactly_once(write_sweep, tm
     proc.wait()
     tokens = journal_tokens(sweep_dir)
     assert processes_with_token(tokens), "the cut-off trial should still be running"
-    resumed = subprocess.run(command + ["--resume", sweep_dir.name], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    sweep = resume_sweep(command, sweep_dir)
     finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
     assert finished == [1, 2, 3, 4]
     assert [r["status"] for r in sweep["trials"]].count("killed") == 1
