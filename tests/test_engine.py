@@ -9,9 +9,9 @@ import textwrap
 
 import numpy as np
 import pytest
-import sweeps
 from conftest import ROOT, program
 
+import sweeps
 from gpusweep import engine
 
 CONFIGS = {
