@@ -5,6 +5,10 @@ compares them with their targets, and renders one page: machine, date, commands,
 ratios. GPU figures appear only when measured on a GPU, marked with the device's name.
 
     python bench/run_all.py [--full] [--out docs/BENCHMARKS.md] [--only name,name]
+
+Not in the default list: ``peers`` (gpusweep beside Ray Tune and Optuna), which needs the
+optional extra ``peers``: ``pip install -e '.[peers]'`` then ``--only peers`` (or
+``make bench-peers``, which does both).
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, machine  # noqa: E402
 from bench.targets import check_targets, render  # noqa: E402
 
-BENCHMARKS = ["inter_trial_overhead", "trial_startup", "monitor_overhead", "parent_scale",
-              "fault_detection", "slots_scaling", "data_pipeline", "train_throughput"]
+BENCHMARKS = ["inter_trial_overhead", "orchestrator_startup", "trial_startup",
+              "monitor_overhead", "parent_scale", "fault_detection", "slots_scaling",
+              "data_pipeline", "train_throughput"]
+OPTIONAL = ["peers"]  # needs the extra ``peers`` (Ray Tune, Optuna): run with --only peers
 
 
 def run_one(name: str, full: bool) -> dict:
@@ -63,6 +69,10 @@ def main() -> None:
         print(f"wrote {args.out}")
         return
     names = args.only.split(",") if args.only else BENCHMARKS
+    unknown = [name for name in names if name not in BENCHMARKS + OPTIONAL]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (known: "
+                     f"{', '.join(BENCHMARKS + OPTIONAL)})")
     results = {}
     if args.only and raw.exists():  # re-measure some: keep the others, with their own stamps
         saved = json.loads(raw.read_text())
