@@ -29,6 +29,7 @@ a runner that is not installed is skipped and its row says so.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -216,7 +217,18 @@ def main() -> None:
     finally:
         kill_daemons(f"{os.getpid()}-", prefix=True)  # whatever an interrupted run left
     emit({"trials": trials, "repeats": repeats, "leftover_trials": LEFTOVER_TRIALS,
-          "peers": table}, args.json)
+          "versions": versions(), "peers": table}, args.json)
+
+
+def versions() -> dict[str, str]:
+    """The installed version of each runner measured (or "not installed")."""
+    found = {}
+    for name in ("ray", "optuna"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine  # noqa: E402
-from bench.targets import check_targets, render  # noqa: E402
+from bench.targets import check_targets, describe_machine, render  # noqa: E402
 
 BENCHMARKS = ["inter_trial_overhead", "orchestrator_startup", "trial_startup",
               "monitor_overhead", "parent_scale", "fault_detection", "slots_scaling",
@@ -76,16 +76,18 @@ def main() -> None:
     results = {}
     if args.only and raw.exists():  # re-measure some: keep the others, with their own stamps
         saved = json.loads(raw.read_text())
-        stamp = {"date": saved["machine"]["date"], "mode": saved["machine"]["mode"]}
+        stamp = {"date": saved["machine"]["date"], "mode": saved["machine"]["mode"],
+                 "machine": describe_machine(saved["machine"])}
         results = {name: {**stamp, **result} for name, result in saved["results"].items()}
     info = machine()
     info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     info["mode"] = "full" if args.full else "quick"
+    here = {"date": info["date"], "mode": info["mode"], "machine": describe_machine(info)}
     failed = []
     for name in names:
         print(f"bench {name} ...", flush=True)
-        # Each result keeps its own date and mode: --only merges it with older ones.
-        results[name] = {**run_one(name, args.full), "date": info["date"], "mode": info["mode"]}
+        # Each result keeps its own date, mode and machine: --only merges it with older ones.
+        results[name] = {**run_one(name, args.full), **here}
         print(f"  {json.dumps(results[name])}", flush=True)
         if "error" in results[name]:
             failed.append(name)
