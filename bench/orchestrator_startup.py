@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,17 +46,21 @@ def sweep_config(method: str) -> dict:
 def startup(root: Path, config_file: str) -> float:
     """Seconds from the command's start to its first trial's launch."""
     log_dir = tempfile.mkdtemp(prefix="gpusweep-bench-")
-    launched = time.time()
-    proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", config_file,
-                           "--log-dir", log_dir, "--quiet"], cwd=root, capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ, WANDB_MODE="disabled"))
-    match = SUMMARY.search(proc.stdout)
-    if proc.returncode != 0 or not match:
-        raise RuntimeError(f"sweep failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
-    sweep_dir = Path(match["dir"])
-    rows = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["trials"]
-    starts = [yaml.safe_load((sweep_dir / row["run"] / "memory.yaml").read_text())
-              ["timeline"]["start"] for row in rows]
+    try:
+        launched = time.time()
+        proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", config_file,
+                               "--log-dir", log_dir, "--quiet"], cwd=root, capture_output=True,
+                              text=True, timeout=300,
+                              env=dict(os.environ, WANDB_MODE="disabled"))
+        match = SUMMARY.search(proc.stdout)
+        if proc.returncode != 0 or not match:
+            raise RuntimeError(f"sweep failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+        sweep_dir = Path(match["dir"])
+        rows = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["trials"]
+        starts = [yaml.safe_load((sweep_dir / row["run"] / "memory.yaml").read_text())
+                  ["timeline"]["start"] for row in rows]
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
     return min(starts) - launched
 
 

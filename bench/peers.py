@@ -5,10 +5,11 @@ its own work started and ended. Each runner runs N of them one at a time, in a f
 interpreter started by this script (so its imports and start-up count as a user pays them):
 
 - ``gpusweep``: ``tools/sweep.py`` over a grid, ``WANDB_MODE=disabled`` (no peer logs to
-  W&B); ``gpusweep, W&B offline`` is the same with each trial's offline W&B run, the default;
+  W&B); ``gpusweep (W&B offline)`` is the same with each trial's offline W&B run (the
+  default);
 - ``Ray Tune``: a function trainable, a fresh actor per trial (bench/peers_runner.py);
-- ``Optuna, subprocess``: the objective runs the trial program with ``subprocess.run``;
-- ``Optuna, in-process``: the objective calls the trial's body (no isolation at all).
+- ``Optuna (subprocess)``: the objective runs the trial program with ``subprocess.run``;
+- ``Optuna (in-process)``: the objective calls the trial's body (no isolation at all).
 
 Figures, medians over the repeats: ``overhead_s`` per trial = (the command's wall time - the
 trials' own work) / N, start-up and exit included; ``between_trials_s``, the median gap from
@@ -33,6 +34,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,12 +94,12 @@ def runner_command(runner: str) -> Callable[..., list[str]]:
 
 PEERS = [
     Peer("gpusweep", (), gpusweep_command, {"WANDB_MODE": "disabled"}),
-    Peer("gpusweep, W&B offline", ("wandb",), gpusweep_command, {"WANDB_MODE": "offline"},
+    Peer("gpusweep (W&B offline)", ("wandb",), gpusweep_command, {"WANDB_MODE": "offline"},
          leftovers=False),
     Peer("Ray Tune", ("ray", "ray.tune", "pyarrow"), runner_command("ray"),
          {"RAY_USAGE_STATS_ENABLED": "0"}),
-    Peer("Optuna, subprocess", ("optuna",), runner_command("optuna-subprocess"), {}),
-    Peer("Optuna, in-process", ("optuna",), runner_command("optuna-inprocess"), {}),
+    Peer("Optuna (subprocess)", ("optuna",), runner_command("optuna-subprocess"), {}),
+    Peer("Optuna (in-process)", ("optuna",), runner_command("optuna-inprocess"), {}),
 ]
 
 
@@ -119,14 +121,17 @@ def run_once(peer: Peer, trials: int, daemon: str, tag: str) -> dict[str, float]
     events = str(Path(workdir) / "events.jsonl")
     command = peer.command(trials, events, workdir, daemon, tag)
     env = dict(os.environ, **peer.env)
-    launched = time.time()
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
-    returned = time.time()
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"exit {proc.returncode}: {' | '.join(tail)}")
-    lines = Path(events).read_text().splitlines() if Path(events).exists() else []
+    try:
+        launched = time.time()
+        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=900)
+        returned = time.time()
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"exit {proc.returncode}: {' | '.join(tail)}")
+        lines = Path(events).read_text().splitlines() if Path(events).exists() else []
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     done = sorted((json.loads(line) for line in lines), key=lambda e: e["start"])
     if len(done) != trials:
         raise RuntimeError(f"{len(done)} of {trials} trials recorded their work")
@@ -209,7 +214,12 @@ def main() -> None:
     args = parser.parse_args()
     trials = args.trials or (5 if args.quick else 10)
     repeats = args.repeats or (2 if args.quick else 3)
-    chosen = [p for p in PEERS if not args.only or p.name in args.only.split(",")]
+    wanted = args.only.split(",") if args.only else [p.name for p in PEERS]
+    unknown = sorted(set(wanted) - {p.name for p in PEERS})
+    if unknown:
+        parser.error(f"unknown peer {', '.join(unknown)} (known: "
+                     f"{', '.join(p.name for p in PEERS)})")
+    chosen = [p for p in PEERS if p.name in wanted]
     table = {}
     try:
         for number, peer in enumerate(chosen):
