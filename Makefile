@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SWEEP  ?= sweeps/sweep_quick.yaml
 
-.PHONY: venv sweep test lint bench clean
+.PHONY: venv sweep test lint bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# gpusweep beside Ray Tune and Optuna (installs the optional extra `peers` into .venv)
+bench-peers: venv
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[peers]'
+	$(BIN)/python bench/run_all.py --only peers
 
 clean:
 	rm -rf $(VENV) log .pytest_cache .ruff_cache

@@ -5,6 +5,10 @@ compares them with their targets, and renders one page: machine, date, commands,
 ratios. GPU figures appear only when measured on a GPU, marked with the device's name.
 
     python bench/run_all.py [--full] [--out docs/BENCHMARKS.md] [--only name,name]
+
+Not in the default list: ``peers`` (gpusweep beside Ray Tune and Optuna), which needs the
+optional extra ``peers``: ``pip install -e '.[peers]'`` then ``--only peers`` (or
+``make bench-peers``, which does both).
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine  # noqa: E402
-from bench.targets import check_targets, render  # noqa: E402
+from bench.targets import check_targets, describe_machine, render  # noqa: E402
 
-BENCHMARKS = ["inter_trial_overhead", "trial_startup", "monitor_overhead", "parent_scale",
-              "fault_detection", "slots_scaling", "data_pipeline", "train_throughput"]
+BENCHMARKS = ["inter_trial_overhead", "orchestrator_startup", "trial_startup",
+              "monitor_overhead", "parent_scale", "fault_detection", "slots_scaling",
+              "data_pipeline", "train_throughput"]
+OPTIONAL = ["peers"]  # needs the extra ``peers`` (Ray Tune, Optuna): run with --only peers
 
 
 def run_one(name: str, full: bool) -> dict:
@@ -63,19 +69,25 @@ def main() -> None:
         print(f"wrote {args.out}")
         return
     names = args.only.split(",") if args.only else BENCHMARKS
+    unknown = [name for name in names if name not in BENCHMARKS + OPTIONAL]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (known: "
+                     f"{', '.join(BENCHMARKS + OPTIONAL)})")
     results = {}
     if args.only and raw.exists():  # re-measure some: keep the others, with their own stamps
         saved = json.loads(raw.read_text())
-        stamp = {"date": saved["machine"]["date"], "mode": saved["machine"]["mode"]}
+        stamp = {"date": saved["machine"]["date"], "mode": saved["machine"]["mode"],
+                 "machine": describe_machine(saved["machine"])}
         results = {name: {**stamp, **result} for name, result in saved["results"].items()}
     info = machine()
     info["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     info["mode"] = "full" if args.full else "quick"
+    here = {"date": info["date"], "mode": info["mode"], "machine": describe_machine(info)}
     failed = []
     for name in names:
         print(f"bench {name} ...", flush=True)
-        # Each result keeps its own date and mode: --only merges it with older ones.
-        results[name] = {**run_one(name, args.full), "date": info["date"], "mode": info["mode"]}
+        # Each result keeps its own date, mode and machine: --only merges it with older ones.
+        results[name] = {**run_one(name, args.full), **here}
         print(f"  {json.dumps(results[name])}", flush=True)
         if "error" in results[name]:
             failed.append(name)

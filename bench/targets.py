@@ -13,6 +13,10 @@ TARGETS = [
     ("inter_trial_overhead", "overhead_s_median", "<=", (0.3, 0.5),
      "per-trial overhead on {device}, orchestrator start-up excluded (s)"),
     ("inter_trial_overhead", "ratio_vs_fixed", ">=", 10.0, "overhead ratio, fixed 5 s / ours"),
+    ("orchestrator_startup", "grid_startup_s_median", "<=", 0.5,
+     "start-up to the first trial's launch, grid sweep (s)"),
+    ("orchestrator_startup", "random_startup_s_median", "<=", 0.5,
+     "start-up to the first trial's launch, random sweep (s)"),
     ("monitor_overhead", "cpu_percent_of_core_median", "<", 1.0,
      "monitor CPU at 10 Hz, 8 processes (% of a core)"),
     ("parent_scale", "rss_growth_mb", "<", 20.0, "orchestrator RSS growth over the trials (MB)"),
@@ -46,13 +50,21 @@ def check_targets(results: dict[str, dict]) -> list[dict[str, Any]]:
     return rows
 
 
+def describe_machine(info: dict) -> str:
+    return f"{info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB RAM"
+
+
 def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
-    """The page. Each result carries its own date and mode (``--only`` keeps older ones);
-    a result without them is from the run ``info`` describes."""
+    """The page. Each result carries its own date, mode and machine (``--only`` keeps older
+    ones); a result without them is from the run ``info`` describes."""
     stamps = {(r.get("date", info["date"]), r.get("mode", info["mode"]))
               for r in results.values()}
     when = (f"{next(iter(stamps))[0]} ({next(iter(stamps))[1]} runs)" if len(stamps) == 1
             else "per benchmark, below (results of different runs)")
+    here = describe_machine(info)
+    machines = {r.get("machine", here) for r in results.values()}
+    machine = (f"{next(iter(machines))}, Python {info['python']}" if len(machines) <= 1
+               else "per benchmark, below (results of different machines)")
     lines = [
         "# Benchmarks",
         "",
@@ -61,8 +73,7 @@ def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
         "assert timings: the targets are checked here.",
         "",
         f"- date: {when}",
-        f"- machine: {info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB RAM, "
-        f"Python {info['python']}",
+        f"- machine: {machine}",
         f"- GPU: {info['gpu'] or 'none (figures below are CPU-only)'}",
         "",
         "## Targets",
@@ -81,6 +92,8 @@ def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
         gpu = result.get("gpu")
         lines += [f"### {name}" + (f" on {gpu}" if gpu else ""), ""]
         stamp = f"{result.get('mode', info['mode'])} run, {result.get('date', info['date'])}"
+        if len(machines) > 1:
+            stamp += f", {result.get('machine', here)}"
         command = result.get("command")
         if command:
             lines += [f"`{command}` ({result.get('seconds', '?')} s; {stamp})", ""]
@@ -89,7 +102,8 @@ def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
             continue
         tables = {k: v for k, v in result.items() if _is_table(v)}
         scalars = {k: v for k, v in result.items()
-                   if k not in tables and k not in ("command", "seconds", "date", "mode")}
+                   if k not in tables
+                   and k not in ("command", "seconds", "date", "mode", "machine")}
         if scalars:
             lines += ["| key | value |", "| --- | --- |"]
             lines += [f"| {key} | {_cell(value)} |" for key, value in scalars.items()]
@@ -98,7 +112,8 @@ def render(info: dict, results: dict[str, dict], checks: list[dict]) -> str:
             columns = list(dict.fromkeys(c for row in rows.values() for c in row))
             lines += [f"| {key} | " + " | ".join(columns) + " |",
                       "| --- |" + " --- |" * len(columns)]
-            lines += [f"| {name} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |"
+            lines += [f"| {name} | " + " | ".join(_cell(row[c]) if c in row else "-"
+                                                  for c in columns) + " |"
                       for name, row in rows.items()]
             lines.append("")
     lines += run_notes(info, results)

@@ -285,11 +285,11 @@ def _check_schema(path: str, engine: dict[str, Any]) -> None:
 
 
 def _schema_violations(engine: dict[str, Any]) -> list[str]:
+    from gpusweep.engine import package
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from sweeps import schema_violations_from_proposed_config
-
-        return schema_violations_from_proposed_config(engine)
+        return package().schema_violations_from_proposed_config(engine)
 
 
 def _text_number_hint(spec: Any) -> str:

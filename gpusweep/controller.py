@@ -3,6 +3,9 @@
 ``sweeps.next_run`` and ``sweeps.stop_runs`` are stateless: all state is the list of runs,
 which we rebuild from our trial records each time. So a resumed sweep continues exactly where
 it left off, and Hyperband sees the same history the trials reported.
+
+The engine is imported when it is first asked, and only the search the sweep uses
+(:mod:`gpusweep.engine`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,14 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from gpusweep import engine
 from gpusweep.config import SweepSpec
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # sweeps' pydantic model warns about v1 config keys
+if TYPE_CHECKING:
     import sweeps
 
 
@@ -34,6 +36,8 @@ class RunView:
 
 def to_python(value: Any) -> Any:
     """numpy scalars and arrays (which the engine proposes) to plain Python values."""
+    import numpy as np
+
     if isinstance(value, dict):
         return {k: to_python(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -51,7 +55,7 @@ def engine_run(view: RunView) -> sweeps.SweepRun:
     The history is assigned after construction on purpose: older ``sweeps`` releases (pydantic
     v2 with aliases) silently dropped ``history=`` given to the constructor.
     """
-    run = sweeps.SweepRun(
+    run = engine.package().SweepRun(
         name=view.name,
         state=view.state,
         config={k: {"value": v} for k, v in view.params.items()},
@@ -70,6 +74,8 @@ class Controller:
         self._early = spec.early_terminate is not None
         self._method = spec.method
         self._ended: dict[str, sweeps.SweepRun] = {}  # ended trials never change: build once
+        self._search: Callable[..., list[sweeps.SweepRun | None]] | None = None
+        self._freezer = engine.HeapFreezer()
 
     def _engine_runs(self, runs: list[RunView]) -> list[sweeps.SweepRun]:
         result = []
@@ -87,9 +93,12 @@ class Controller:
         """The next trial's params (plain Python values), or None when the grid is done."""
         self._reseed(len(runs))
         engine_runs = [] if self._method == "random" else self._engine_runs(runs)  # random: unread
+        if self._search is None:
+            self._search = engine.search(self._method)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            suggestion = sweeps.next_run(self._config, engine_runs)
+            suggestion = self._search(self._config, engine_runs)[0]
+        self._freezer.after_call()
         if suggestion is None:
             return None
         params = {k: to_python(v["value"]) for k, v in suggestion.config.items()}
@@ -103,7 +112,7 @@ class Controller:
             return []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            stopped = sweeps.stop_runs(self._config, self._engine_runs(runs))
+            stopped = engine.package().stop_runs(self._config, self._engine_runs(runs))
         return [run.name for run in stopped]
 
     def _reseed(self, n_runs: int) -> None:
@@ -111,5 +120,7 @@ class Controller:
         so a sweep (and its resume) proposes the same sequence every time."""
         digest = hashlib.sha256(f"{self._seed}:{n_runs}".encode()).digest()
         value = int.from_bytes(digest[:4], "little")
+        import numpy as np
+
         random.seed(value)
         np.random.seed(value)

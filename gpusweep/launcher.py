@@ -1,9 +1,10 @@
 """Starting one trial: its argv from the sweep's ``command``, its environment, its process.
 
-The argv forms of every ``${args*}`` macro come from wandb's own code
-(``create_sweep_command_args``), so a sweep file means exactly what it means to
-``wandb agent``. The one deliberate difference: ``${interpreter}`` is the orchestrator's own
-``sys.executable`` rather than the literal ``python``, so trials run in the same venv.
+The argv forms of every ``${args*}`` macro are wandb's own (``create_sweep_command_args``,
+copied in :mod:`gpusweep.macros` and tested against it), so a sweep file means exactly what
+it means to ``wandb agent``. The one deliberate difference: ``${interpreter}`` is the
+orchestrator's own ``sys.executable`` rather than the literal ``python``, so trials run in
+the same venv.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep.device import Device
+from gpusweep.macros import command_args, expand_envvars
 from gpusweep.wandb_env import add_trial_wandb_env
 
 
@@ -57,14 +59,6 @@ class TrialPaths:
         return os.path.join(self.dir, "args.json")
 
 
-def command_args(params: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Every ``${args*}`` form for these params, from wandb's own implementation."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
-
-    forms = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
-    return {k: v for k, v in forms.items() if isinstance(v, list)}
-
-
 def build_argv(
     command: list[str],
     program: str | None,
@@ -88,16 +82,6 @@ def build_argv(
         else:
             argv.append(token)
     return argv
-
-
-def expand_envvars(token: str, environ: Mapping[str, str]) -> str:
-    """``${envvar:NAME}`` anywhere in a token, as wandb does (unknown names stay as NAME)."""
-    from wandb.sdk.launch.sweeps.utils import SWEEP_COMMAND_ENV_VAR_REGEX
-
-    for match in reversed(list(SWEEP_COMMAND_ENV_VAR_REGEX.finditer(token))):
-        value = environ.get(match.group(1), match.group(1))
-        token = f"{token[: match.start()]}{value}{token[match.end():]}"
-    return token
 
 
 def executable_problem(argv: list[str]) -> str | None:

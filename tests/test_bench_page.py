@@ -38,3 +38,20 @@ def test_gpu_results_name_the_gpu_in_their_heading():
     results = {"train_throughput": {"device": "cuda", "gpu": "NVIDIA H100 80GB HBM3"}}
     page = render({**INFO, "gpu": "NVIDIA H100 80GB HBM3"}, results, check_targets(results))
     assert "### train_throughput on NVIDIA H100 80GB HBM3" in page
+
+
+def test_results_of_different_machines_each_name_their_machine():
+    results = {
+        "parent_scale": {"trials": 500, "machine": "AMD EPYC, 2 cores, 23.5 GB RAM",
+                         "command": "python bench/parent_scale.py --json"},
+        "peers": {"trials": 10, "machine": "cpu, 2 cores, 8.0 GB RAM",
+                  "command": "python bench/peers.py --json",
+                  "peers": {"gpusweep": {"overhead_s": 0.1}, "Ray Tune": {"skipped": "x"}}},
+    }
+    page = render(INFO, results, check_targets(results))
+    assert "- machine: per benchmark, below (results of different machines)" in page
+    assert "2026-01-02 10:00 UTC, AMD EPYC, 2 cores, 23.5 GB RAM)" in page
+    assert "| Ray Tune | - | x |" in page  # a skipped peer: no figures, the reason
+    same = render(INFO, {"peers": results["peers"]}, [])
+    assert "- machine: cpu, 2 cores, 8.0 GB RAM, Python 3.11" in same
+    assert "| machine |" not in same  # a stamp, not a figure
