@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -86,6 +87,27 @@ def processes_with_token(tokens: set[str]) -> list[int]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def launchers_with_token(tokens: set[str]) -> list[int]:
+    """Pids of the trials' launchers (gpusweep/reaper.py) among those carrying these tokens."""
+    return [pid for pid in processes_with_token(tokens)
+            if any(arg.endswith("reaper.py") for arg in _cmdline(pid))]
+
+
+def wait_until_no_process(tokens: set[str], timeout_s: float) -> list[int]:
+    """Poll until no process carries these tokens (or ``timeout_s`` passed); what is left."""
+    deadline = time.monotonic() + timeout_s
+    while (left := processes_with_token(tokens)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
 
 
 def resume_sweep(command: list[str], sweep_dir: Path) -> dict:
