@@ -141,6 +141,14 @@ class TrialCgroup:
                 raise
         return group
 
+    @classmethod
+    def existing(cls, containment: Containment, name: str) -> TrialCgroup | None:
+        """The cgroup ``create`` made under this name, if it is still there."""
+        if containment.base is None:
+            return None
+        path = os.path.join(containment.base, PREFIX + name)
+        return cls(path, containment.memory) if os.path.isdir(path) else None
+
     def set_memory_max(self, limit_mb: float) -> None:
         _write(os.path.join(self.path, "memory.max"), str(int(limit_mb * _MB)))
         for name, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):

@@ -56,6 +56,17 @@ class TrialContainment:
         return result
 
 
+def end_orphan(name: str, token: str | None, grace_s: float) -> EndResult:
+    """End what a dead orchestrator left of one trial (``--resume``): whatever carries its
+    token or is still in its cgroup (found by its name); then remove that cgroup."""
+    group = TrialCgroup.existing(cgroup.detect(), name)
+    result = end_tree(None, token, (), grace_s, members=group.pids if group else None)
+    left = group.remove() if group else []
+    if left:
+        result = dataclasses.replace(result, leftover=tuple(sorted({*result.leftover, *left})))
+    return result
+
+
 def choose(isolation: IsolationConfig) -> Containment:
     """What this trial gets: a cgroup where the machine allows it (detected once)."""
     if isolation.containment == "subreaper":

@@ -269,7 +269,8 @@ def exit_like(status: int | None) -> None:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         _prctl(PR_SET_DUMPABLE, 0)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig != signal.SIGKILL:  # its disposition cannot be changed (nor caught)
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)  # only if its default action does not end a process

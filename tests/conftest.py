@@ -47,6 +47,33 @@ class SweepRun:
         return [self.memory(row["run"]) for row in self.sweep["trials"]]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_trial_cgroup_left():
+    """Trials get cgroups with unique names (``gpusweep-<sweep>-<run>``) where the machine
+    delegates cgroup v2, and must remove them: none made during the tests may stay."""
+    from gpusweep import cgroup
+
+    base = cgroup.detect().base
+    before = _empty_trial_cgroups(base)
+    yield
+    left = _empty_trial_cgroups(base) - before
+    if left:  # a concurrent session's trial may be between its end and its rmdir
+        time.sleep(1.0)
+        left &= _empty_trial_cgroups(base)
+    assert not left, f"trial cgroups left behind in {base}: {sorted(left)}"
+
+
+def _empty_trial_cgroups(base: str | None) -> set[str]:
+    if base is None:
+        return set()
+    found = set()
+    for name in os.listdir(base):
+        procs = Path(base, name, "cgroup.procs")
+        if name.startswith("gpusweep-") and procs.exists() and not procs.read_text().strip():
+            found.add(name)
+    return found
+
+
 @pytest.fixture
 def write_sweep(tmp_path):
     def write(config: dict, name: str = "sweep.yaml") -> Path:
