@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, machine  # noqa: E402
 from bench.targets import check_targets, render  # noqa: E402
 
-BENCHMARKS = ["inter_trial_overhead", "trial_startup", "monitor_overhead", "parent_scale",
-              "fault_detection", "slots_scaling", "data_pipeline", "train_throughput"]
+BENCHMARKS = ["inter_trial_overhead", "trial_startup", "containment_cost", "monitor_overhead",
+              "parent_scale", "fault_detection", "slots_scaling", "data_pipeline",
+              "train_throughput"]
 
 
 def run_one(name: str, full: bool) -> dict:

@@ -231,6 +231,30 @@ def test_the_trial_runs_in_its_own_cgroup_and_a_killed_launcher_leaves_nothing(t
 
 
 @needs_cgroup
+def test_without_clone3_the_trial_moves_into_its_cgroup_before_its_exec(tmp_path, monkeypatch):
+    """The launcher's fallback where clone3 is refused (seccomp, an old kernel)."""
+    wrapper = tmp_path / "reaper_without_clone3.py"
+    wrapper.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'gpusweep')!r})\n"
+        "import os, reaper\n"
+        "reaper.SYS_CLONE3 = 1 << 20  # no such system call: ENOSYS\n"
+        "fork = os.fork\n"
+        f"os.fork = lambda: open({str(tmp_path / 'forked')!r}, 'w').close() or fork()\n"
+        "reaper.main(sys.argv[1:])\n")
+    monkeypatch.setattr("gpusweep.trialprocess.REAPER", str(wrapper))
+    group = TrialCgroup.create(cgroup.detect(), f"test-fork-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        process = launch(["/bin/sleep", "30"], tmp_path, cgroup_dir=group.path)
+        assert group.pids() == [process.pid] and process.notes == []
+        assert (tmp_path / "forked").exists()  # the fallback ran, not clone3
+        process.stop(1.0)
+        process.close()
+    finally:
+        assert group.remove() == []
+
+
+@needs_cgroup
 def test_cgroup_kill_ends_everything_in_it_at_once(tmp_path):
     found = cgroup.detect()
     group = TrialCgroup.create(found, f"test-kill-{os.getpid()}-{time.monotonic_ns()}")
