@@ -72,8 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 20 if args.quick else 100
     stop = StopConfig(grace_s=GRACE_S)
-    modes = {"direct": None,
-                "subreaper": IsolationConfig(stop=stop, containment="subreaper")}
+    modes = {"direct": None, "subreaper": IsolationConfig(stop=stop, containment="subreaper")}
     if cgroup.detect().kind == "cgroup":
         modes["cgroup"] = IsolationConfig(stop=stop)
     cases = {"exits": (["/bin/true"], False), "stopped": (["/bin/sleep", "60"], True)}

@@ -45,6 +45,7 @@ STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 WAITED = frozenset({signal.SIGCHLD, PARENT_DEATH_SIGNAL, *STOP_SIGNALS})
 KILL_WAIT_S = 5.0  # after SIGKILL: what is still there is stuck in the kernel
 EXEC_FAILED = 127
+HAS_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")  # PROC_CHILDREN
 
 
 class Launcher:
@@ -144,7 +145,7 @@ class Launcher:
 def descendants(root: int) -> dict[int, int]:
     """Every live (not zombie) process below ``root``, with its process group."""
     found: dict[int, int] = {}
-    stack = _children(root)
+    stack = children(root)
     while stack:
         pid = stack.pop()
         if pid in found:
@@ -155,7 +156,7 @@ def descendants(root: int) -> dict[int, int]:
         state, _, pgrp = stat
         if state not in (b"Z", b"X"):
             found[pid] = pgrp
-        stack += _children(pid)
+        stack += children(pid)
     return found
 
 
@@ -170,15 +171,15 @@ def _stat(pid: int) -> tuple[bytes, int, int] | None:
     return fields[0], int(fields[1]), int(fields[2])
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     """Direct children of ``pid``: its threads' ``children`` files, else a scan of /proc."""
+    if not HAS_CHILDREN_FILES:
+        return [p for p in _all_pids() if (_stat(p) or (b"", 0, 0))[1] == pid]
+    result: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
-    if not os.path.exists(f"/proc/{pid}/task/{tasks[0]}/children"):  # CONFIG_PROC_CHILDREN
-        return [p for p in _all_pids() if (_stat(p) or (b"", 0, 0))[1] == pid]
-    result: list[int] = []
+        return result
     for tid in tasks:
         try:
             with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:

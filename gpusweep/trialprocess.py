@@ -127,11 +127,12 @@ class TrialProcess:
                 self.popen.send_signal(signal.SIGTERM)
             except OSError:
                 pass
-            try:
-                self.popen.wait(timeout=grace_s + 2 * KILL_WAIT_S + 5.0)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + grace_s + 2 * KILL_WAIT_S + 5.0
+            while self.popen.poll() is None and time.monotonic() < deadline:
+                self._read(0.01)  # read as it reports: a full pipe would block it
+            if self.popen.poll() is None:
                 self.popen.kill()
-                self.popen.wait()
+            self.popen.wait()
         self._read(0.0)
 
     def close(self) -> None:
@@ -159,8 +160,8 @@ class TrialProcess:
                 self._buffer += chunk
                 ready, _, _ = select.select([self._fd], [], [], 0)
             *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self._take(line.decode("ascii", "replace").split())
+            for line in lines:
+                self._take(line.decode("ascii", "replace").split())
 
     def _take(self, words: list[str]) -> None:
         if not words:
