@@ -187,25 +187,30 @@ class TrialCgroup:
             return None
         return None
 
+    def populated(self) -> bool:
+        """Whether any process, a zombie not yet reaped included, still holds it."""
+        try:
+            return "populated 1" in _read(os.path.join(self.path, "cgroup.events"))
+        except OSError:
+            return False
+
     def remove(self, timeout_s: float = 5.0) -> list[int]:
         """Kill what is left in it, wait until it is empty and remove it; the pids that
         would not go (then the directory stays)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            left = self.pids()
-            if not left:
-                break
+            try:
+                if not self.populated():
+                    os.rmdir(self.path)
+                    return []
+            except FileNotFoundError:
+                return []
+            except OSError:  # EBUSY: emptied an instant ago, or a zombie not reaped yet
+                pass
             if time.monotonic() > deadline:
-                return left
+                return self.pids()
             self.kill()
             time.sleep(0.01)
-        try:
-            os.rmdir(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return self.pids()
-        return []
 
 
 def _number(path: str, unit: float) -> float | None:

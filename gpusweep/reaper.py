@@ -31,6 +31,7 @@ SIGKILL) and ``done``.
 
 import _signal as signal  # the C module: ``signal`` adds enums, 4 ms more at every start
 import ctypes
+import errno
 import os
 import sys
 import time
@@ -77,6 +78,12 @@ class Launcher:
             if pid == self.trial_pid:
                 self.trial_status = status
                 self.send(f"exit {status}")
+
+    def reap_all(self, deadline: float) -> None:
+        """Reap until no child is left (or the deadline): a process that just died is a
+        zombie, gone for the stop, but still ours to reap, the trial's exit status with it."""
+        while not self.reap() and time.monotonic() < deadline:
+            signal.sigtimedwait({signal.SIGCHLD}, 0.05)
 
     # -- stopping the tree ---------------------------------------------------------------
     def stop_tree(self, grace_s: float) -> None:
@@ -235,15 +242,15 @@ def spawn(launcher: Launcher, argv: list[str], env: dict[bytes, bytes]) -> None:
                     with open(os.path.join(launcher.cgroup, "cgroup.procs"), "w") as handle:
                         handle.write("0")
                 except OSError as exc:
-                    os.write(write_end, b"C%d\n" % (exc.errno or 0))
+                    os.write(write_end, b"C%d\n" % (exc.errno or errno.EIO))
             for sig in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
             os.execvpe(argv[0], argv, env)
         except OSError as exc:
-            os.write(write_end, b"E%d\n" % (exc.errno or 0))
-        except BaseException:
-            os.write(write_end, b"E0\n")
+            os.write(write_end, b"E%d\n" % (exc.errno or errno.ENOEXEC))
+        except BaseException:  # a bad argument (a NUL byte in argv): it cannot be exec'd
+            os.write(write_end, b"E%d\n" % errno.ENOEXEC)
         finally:
             os._exit(EXEC_FAILED)
     os.close(write_end)
@@ -337,6 +344,7 @@ def main(args: list[str]) -> None:
         orphaned = signo == PARENT_DEATH_SIGNAL and os.getppid() != parent
         if signo in STOP_SIGNALS or orphaned:
             launcher.stop_tree(grace_s)
+            launcher.reap_all(time.monotonic() + KILL_WAIT_S)
             break
     if orphaned and launcher.cgroup:  # nobody else will remove it
         try:
