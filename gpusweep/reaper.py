@@ -115,7 +115,10 @@ class Launcher:
 
     def _signal(self, pids: list[int], sig: int, where: str) -> None:
         """One signal to each process: the group at once (a second SIGTERM would cut the
-        trial's own ``finally`` short), each process outside it on its own."""
+        trial's own ``finally`` short), each process outside it on its own. The last SIGKILL
+        goes to the whole cgroup too: ``cgroup.kill`` leaves no fork a chance to escape."""
+        if sig == signal.SIGKILL and where == "outside" and self.cgroup:
+            _write(os.path.join(self.cgroup, "cgroup.kill"), "1")
         if where == "group":
             try:
                 os.killpg(self.trial_pid, sig)

@@ -8,6 +8,7 @@ has no memory controller.
 
 import errno
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -182,6 +183,8 @@ def test_when_the_orchestrator_dies_the_launcher_ends_the_tree(tmp_path):
     orchestrator = subprocess.Popen([PY, "-c", ORCHESTRATOR.format(root=root)],
                                     stdout=subprocess.PIPE, text=True)
     try:
+        ready, _, _ = select.select([orchestrator.stdout], [], [], 30)
+        assert ready, "the orchestrator did not start its trial"
         trial, launcher = map(int, orchestrator.stdout.readline().split())
     finally:
         orchestrator.kill()

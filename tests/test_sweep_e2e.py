@@ -109,7 +109,7 @@ def test_resume_after_sigkill_runs_every_grid_point_exactly_once(write_sweep, tm
     for pid in launchers_with_token(tokens):
         os.kill(pid, signal.SIGKILL)
     proc.kill()
-    proc.wait()
+    proc.wait(timeout=30)
     assert processes_with_token(tokens), "the cut-off trial should still be running"
     sweep = resume_sweep(command, sweep_dir)
     finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
