@@ -1,11 +1,12 @@
 """cgroup v2 for trials, where the machine delegates a writable subtree to us.
 
-Each trial then runs in a cgroup of its own (``<our cgroup>/gpusweep-<sweep>-<run>``), which
-the trial joins before its exec (the launcher stays outside, so its memory is not the
-trial's). ``cgroup.kill`` (Linux 5.14+) ends every process in it at once, fork races
-included; with the memory controller, ``memory.peak`` is the tree's true peak (shared pages
-counted once) and ``memory.max`` makes ``isolation.limits.rss_mb`` a kernel limit whose OOM
-victim is always the trial, never the orchestrator (``memory.events`` counts its kills).
+Each trial then runs in a cgroup of its own (``<our cgroup>/gpusweep-<sweep>-<run>``), born
+in it by its launcher (``clone3(CLONE_INTO_CGROUP)``, or moved there before its exec); the
+launcher stays outside, so its memory is not the trial's. ``cgroup.kill`` (Linux 5.14+) ends
+every process in it at once, fork races included; with the memory controller, ``memory.peak``
+is the tree's true peak (shared pages counted once) and ``memory.max`` makes
+``isolation.limits.rss_mb`` a kernel limit whose OOM victim is always the trial, never the
+orchestrator (``memory.events`` counts its kills).
 
 Detected once, at the first trial, from ``/proc/mounts``, ``/proc/self/cgroup`` and a test
 write; never required. Without it the subreaper launcher contains the tree alone.
