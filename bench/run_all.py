@@ -27,8 +27,8 @@ from bench.common import ROOT, machine  # noqa: E402
 from bench.targets import check_targets, describe_machine, render  # noqa: E402
 
 BENCHMARKS = ["inter_trial_overhead", "orchestrator_startup", "trial_startup",
-              "monitor_overhead", "parent_scale", "fault_detection", "slots_scaling",
-              "data_pipeline", "train_throughput"]
+              "containment_cost", "monitor_overhead", "parent_scale", "fault_detection",
+              "slots_scaling", "data_pipeline", "train_throughput"]
 OPTIONAL = ["peers"]  # needs the extra ``peers`` (Ray Tune, Optuna): run with --only peers
 
 

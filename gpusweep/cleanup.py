@@ -2,11 +2,17 @@
 
 ``end_tree`` is the one function every path that ends a trial uses (exit, crash, timeout,
 Hyperband, Ctrl-C): SIGTERM to the process group, a grace period, SIGKILL, then the escapees
-(processes that carry the trial's token in their environment or were seen in its tree, e.g.
-daemons that left with ``setsid``) get the same within what is left of the grace period. The
-group goes first because some processes outside it serve it: wandb's service runs in its own
-session and must outlive the trial's ``finally`` (``run.finish()``) to write the run; it
-leaves on its own with the trial, and is only an escapee if it is still there afterwards.
+(processes outside the group, e.g. daemons that left with ``setsid``) get the same within
+what is left of the grace period. The group goes first because some processes outside it
+serve it: wandb's service runs in its own session and must outlive the trial's ``finally``
+(``run.finish()``) to write the run; it leaves on its own with the trial, and is only an
+escapee if it is still there afterwards.
+
+A trial started through its launcher (:class:`~gpusweep.trialprocess.TrialProcess`) is
+stopped by the launcher, which does exactly that over its own subtree: being a subreaper, it
+holds every orphan of the trial however it detached. Then the scan here is the second net:
+processes that carry the trial's token in their environment, were seen in its tree, or are
+still in its cgroup (what a killed launcher left behind).
 
 ``wait_until_clean`` replaces the incident's fixed ``sleep(5)``: it polls NVML until the
 device is within tolerance of the baseline measured before the first trial and no process of
@@ -25,6 +31,7 @@ import psutil
 
 from gpusweep.device import Device
 from gpusweep.isolation import WaitConfig
+from gpusweep.trialprocess import TrialProcess
 
 ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
 
@@ -52,9 +59,48 @@ def end_tree(
     seen: Iterable[ProcessKey] = (),
     grace_s: float = 10.0,
     kill_wait_s: float = 5.0,
+    launcher: TrialProcess | None = None,
+    members: Callable[[], Iterable[int]] | None = None,
 ) -> EndResult:
     """Stop every process of a trial: the group (polite signal, grace period, SIGKILL),
-    then what is left outside it (the same, within the rest of the grace period)."""
+    then what is left outside it (the same, within the rest of the grace period).
+
+    With its ``launcher``, the launcher does that over the trial's subtree first; ``members``
+    gives the pids still in the trial's cgroup. Both are counted like the scan's finds.
+    """
+    deadline = time.monotonic() + grace_s
+    first = EndResult(processes_killed=0, escapees_killed=0, leftover=())
+    if launcher is not None:
+        launcher.stop(grace_s)
+        first = EndResult(
+            processes_killed=len(launcher.signalled),
+            escapees_killed=sum(1 for where in launcher.signalled.values() if where != "group"),
+            leftover=tuple(launcher.leftover), ended_pids=tuple(launcher.signalled))
+    if members is not None:
+        seen = [*seen, *_keys(members())]
+    rest = _scan_and_end(pgid, token, seen, max(0.0, deadline - time.monotonic()),
+                         kill_wait_s)
+    leftover = set(rest.leftover) | {pid for pid in first.leftover if _pid_alive(pid)}
+    return EndResult(processes_killed=first.processes_killed + rest.processes_killed,
+                     escapees_killed=first.escapees_killed + rest.escapees_killed,
+                     leftover=tuple(sorted(leftover)),
+                     ended_pids=tuple(sorted({*first.ended_pids, *rest.ended_pids})))
+
+
+def _keys(pids: Iterable[int]) -> list[ProcessKey]:
+    """(pid, create_time) of processes alive now."""
+    keys = []
+    for pid in pids:
+        try:
+            keys.append((pid, psutil.Process(pid).create_time()))
+        except psutil.Error:
+            continue
+    return keys
+
+
+def _scan_and_end(pgid: int | None, token: str | None, seen: Iterable[ProcessKey],
+                  grace_s: float, kill_wait_s: float) -> EndResult:
+    """The group, then the rest of what :func:`find_trial_processes` finds."""
     deadline = time.monotonic() + grace_s
     targets = find_trial_processes(pgid, token, seen)
     if not targets:  # the common case: the trial exited and left nothing behind
@@ -244,6 +290,13 @@ def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.Error, OSError):
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        return _alive(psutil.Process(pid))
+    except psutil.Error:
         return False
 
 

@@ -150,12 +150,18 @@ class FitConfig:
             raise ConfigError("features", f"policy {self.policy} needs the params to fit on")
 
 
+# No report, no CPU and no GPU activity in the whole tree for this long: stalled. Half an hour
+# is longer than any silence of a trial that works (an epoch computes, a download or a data
+# build uses CPU) and short beside the hours a dead trial would otherwise hold its slot.
+STALL_S_DEFAULT = 1800.0
+
+
 @dataclass(frozen=True)
 class IsolationConfig:
     """Our ``isolation:`` block; stripped before W&B's engine sees the sweep."""
 
     timeout_s: float | None = None
-    stall_s: float | None = None  # no report and no CPU for this long: stalled
+    stall_s: float | None = STALL_S_DEFAULT  # null turns the stall rule off
     stop: StopConfig = field(default_factory=StopConfig)
     wait: WaitConfig = field(default_factory=WaitConfig)
     on_dirty: Literal["continue", "abort"] = "continue"
@@ -166,6 +172,8 @@ class IsolationConfig:
     flapping: FlappingConfig = field(default_factory=FlappingConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     pack: bool = False  # several slots on one device: admit a trial only when it fits
+    # auto: a cgroup v2 per trial where the machine delegates one, else the subreaper alone
+    containment: Literal["auto", "subreaper"] = "auto"
 
     def __post_init__(self) -> None:
         _positive("timeout_s", self.timeout_s)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from gpusweep.device import Device
 from gpusweep.macros import command_args, expand_envvars
+from gpusweep.trialprocess import TrialProcess
 from gpusweep.wandb_env import add_trial_wandb_env
 
 
@@ -143,19 +143,13 @@ def write_param_files(paths: TrialPaths, params: Mapping[str, Any], argv_uses_js
             json.dump(dict(params), handle)
 
 
-def start(argv: list[str], env: Mapping[str, str], paths: TrialPaths) -> subprocess.Popen:
-    """Start the trial in its own session and process group; stdin closed; output to a file.
-
-    Never through a shell: argv is a list.
+def start(argv: list[str], env: Mapping[str, str], paths: TrialPaths, *, grace_s: float,
+          cgroup: str | None = None) -> TrialProcess:
+    """Start the trial through its launcher (:mod:`gpusweep.reaper`): its own session and
+    process group, stdin closed, output to a file, orphans kept in its tree; with ``cgroup``,
+    in that cgroup v2. ``grace_s`` is the launcher's own grace period when the orchestrator
+    dies. Never through a shell: argv is a list.
     """
     os.makedirs(paths.dir, exist_ok=True)
     with open(paths.output_log, "ab") as log:
-        return subprocess.Popen(
-            argv,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+        return TrialProcess.launch(argv, env, log, grace_s=grace_s, cgroup=cgroup)

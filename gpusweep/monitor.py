@@ -52,10 +52,17 @@ def _max(current: float | None, value: float | None) -> float | None:
 
 
 class Monitor:
-    """Samples the tree rooted at ``root_pid`` at ``hz`` until :meth:`stop`."""
+    """Samples the tree rooted at ``root_pid`` at ``hz`` until :meth:`stop`.
 
-    def __init__(self, root_pid: int, device: Device, hz: float, csv_path: str | None) -> None:
+    ``launcher_pid`` is the trial's launcher, a subreaper: every orphan of the trial is
+    reparented to it, so its whole subtree is the trial's, but the launcher itself is not part
+    of the trial (neither counted nor remembered as seen).
+    """
+
+    def __init__(self, root_pid: int, device: Device, hz: float, csv_path: str | None,
+                 launcher_pid: int | None = None) -> None:
         self._device = device
+        self._launcher = launcher_pid
         self._interval = 1.0 / hz
         self._start = time.monotonic()
         self._lock = threading.Lock()
@@ -162,8 +169,12 @@ class Monitor:
         previous = self._tracked
         roots = [pid for pid, p in previous.items() if p.ppid not in previous
                  and _same_process(pid, p.create_time)]  # not a reused pid's children
+        if self._launcher is not None:
+            roots.append(self._launcher)
         tree: dict[int, proctree.ProcStat] = {}
         for pid in proctree.descendants(roots):
+            if pid == self._launcher:
+                continue
             stat = proctree.read(pid)
             if stat is None or stat.zombie:
                 continue

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from gpusweep import reaper
+
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _TICKS = os.sysconf("SC_CLK_TCK")
 _BOOT_TIME = psutil.boot_time()
@@ -81,18 +83,7 @@ def children(pid: int) -> list[int]:
             return [c.pid for c in psutil.Process(pid).children()]
         except psutil.Error:
             return []
-    result: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return result
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
-                result += [int(x) for x in handle.read().split()]
-        except OSError:
-            continue
-    return result
+    return reaper.children(pid)
 
 
 def descendants(roots: list[int]) -> list[int]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from gpusweep import records as rec
 from gpusweep.atomic import write_yaml
-from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
+from gpusweep.containment import end_orphan
 from gpusweep.controller import RunView
 from gpusweep.errors import EXIT_RECORDS, BadInput, SweepAborted
 from gpusweep.journal import Journal
@@ -103,9 +103,10 @@ class SweepRecorder:
 
     def close_orphan(self, entry: dict[str, Any], grace_s: float) -> tuple[TrialRecord, set[int]]:
         """A trial that was running when the orchestrator died: end whatever carries its token
-        (never its old process group alone: after a reboot that number may be anyone's),
-        record it ``killed``; returns the record and the pids that were ended."""
-        ended = end_tree(None, entry.get("token"), (), grace_s)
+        or is still in its cgroup (never its old process group alone: after a reboot that
+        number may be anyone's), record it ``killed``; returns the record and the pids that
+        were ended. Its launcher has normally ended its tree already."""
+        ended = end_orphan(f"{self.sweep_id}-{entry['run']}", entry.get("token"), grace_s)
         gc.collect()
         started = entry.get("t")
         record = TrialRecord(

@@ -41,6 +41,7 @@ class HostRecord:
     peak_rss_mb: float | None = None  # summed RSS of the trial's whole process tree
     min_available_mb: float | None = None  # the machine's lowest available memory meanwhile
     peak_rss_trial_mb: float | None = None  # the same without wandb's service processes
+    cgroup_peak_mb: float | None = None  # memory.peak of the trial's cgroup (shared pages once)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class TrialRecord:
     gpu: GpuRecord = field(default_factory=GpuRecord)
     host: HostRecord = field(default_factory=HostRecord)
     cleanup: CleanupRecord = field(default_factory=CleanupRecord)
+    containment: str | None = None  # subreaper | cgroup: what held the trial's processes
+    containment_note: str | None = None  # why cgroup (or its memory files) was not used
     leak: LeakRecord = field(default_factory=LeakRecord)
     command: list[str] = field(default_factory=list)
     error: str | None = None  # last lines of output.log when the trial did not finish

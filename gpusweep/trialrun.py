@@ -15,16 +15,16 @@ import signal
 import subprocess
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import psutil
 
-from gpusweep import guards, launcher
-from gpusweep.cleanup import EndResult, end_tree, wait_until_clean
+from gpusweep import containment, guards, launcher
+from gpusweep.cleanup import EndResult, wait_until_clean
 from gpusweep.config import SweepSpec
+from gpusweep.containment import TrialContainment
 from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
@@ -43,8 +43,6 @@ from gpusweep.records import (
 )
 from gpusweep.redact import redact
 from gpusweep.status import StopReason, TrialStatus, classify, signal_name
-
-REAP_TIMEOUT_S = 10.0  # after SIGKILL: a process still there is stuck in the kernel
 
 
 def now_iso() -> str:
@@ -92,10 +90,10 @@ class RunningTrial:
         self.events = TrialEvents(spec.metric.name if spec.metric else None)
         self.stop_reason: StopReason | None = None
         self.reason_text: str | None = None
-        self._last_activity = 0.0  # monotonic time of the start or the last report
-        self._cpu_history: deque[tuple[float, float]] = deque()  # (monotonic, tree CPU s)
+        self._stall: guards.StallWindow | None = None  # None: isolation.stall_s is null
         self.argv: list[str] = []
-        self.popen: subprocess.Popen | None = None
+        self.contained: TrialContainment | None = None  # its launcher (and cgroup)
+        self.popen: subprocess.Popen | None = None  # the launcher (mirrors the trial's exit)
         self.monitor: Monitor | None = None
         self.started_iso = ""
         self.t_start = 0.0
@@ -117,30 +115,44 @@ class RunningTrial:
                                  device=self.device, sweep_name=spec.name)
         env.update(self.extra_env)
         self.started_iso = now_iso()
-        self.t_start = self._last_activity = time.monotonic()
+        self.t_start = time.monotonic()
         self._unix["start"] = time.time()
-        self.popen = launcher.start(self.argv, env, self.paths)
-        hz = spec.isolation.monitor.hz
-        self.monitor = Monitor(self.popen.pid, self.device, hz, self.paths.memory_csv).start()
+        contained = containment.start(self.argv, env, self.paths, isolation=spec.isolation,
+                                      name=f"{self.sweep_id}-{self.run_id}")
+        try:
+            self.monitor = Monitor(contained.process.pid, self.device,
+                                   spec.isolation.monitor.hz, self.paths.memory_csv,
+                                   launcher_pid=contained.process.launcher_pid).start()
+        except BaseException:
+            contained.end(self.token, (), spec.isolation.stop.grace_s)
+            raise
+        self.contained, self.popen = contained, contained.process.popen
+        if spec.isolation.stall_s is not None:
+            self._stall = guards.StallWindow(spec.isolation.stall_s, self.t_start)
 
     # -- while it runs -------------------------------------------------------------------
     @property
     def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
+        """The trial's main process, which leads its process group."""
+        assert self.contained is not None
+        return self.contained.process.pid
 
     def exited(self, timeout_s: float = 0.0) -> bool:
-        """Whether the trial's main process has exited (waits up to ``timeout_s``)."""
-        assert self.popen is not None
-        if self.popen.returncode is None:
-            try:
-                self.popen.wait(timeout=timeout_s) if timeout_s > 0 else self.popen.poll()
-            except subprocess.TimeoutExpired:
-                pass
-        if self.popen.returncode is not None and self.t_exit is None:
+        """Whether the trial's main process has exited (waits up to ``timeout_s``).
+
+        Also True when its launcher was killed: the trial's exit status is then unknown, and
+        :meth:`finish` ends whatever is left of its tree.
+        """
+        assert self.contained is not None
+        process = self.contained.process
+        ended = process.poll(timeout_s) is not None
+        if not ended and process.launcher_lost:
+            ended = True
+            self.reason_text = self.reason_text or process.lost_reason()
+        if ended and self.t_exit is None:
             self.t_exit = time.monotonic()
             self._unix["exit"] = time.time()
-        return self.popen.returncode is not None
+        return ended
 
     def read_events(self) -> bool:
         """Take the trial's new events; True when the sweep metric got a new value."""
@@ -148,8 +160,8 @@ class RunningTrial:
         reports = self.events.reports
         for event in self._tail.read_new():
             new_metric |= self.events.add(event)
-        if self.events.reports > reports:
-            self._last_activity = time.monotonic()
+        if self.events.reports > reports and self._stall is not None:
+            self._stall.reported(time.monotonic())
         return new_metric
 
     def timed_out(self) -> bool:
@@ -166,19 +178,15 @@ class RunningTrial:
         text = guards.host_memory_reason(sample.rss_mb, sample.available_mb, isolation.limits)
         if text:
             return StopReason.HOST_MEMORY, text
-        if isolation.stall_s is None:
+        if self._stall is None:
             return None
         now = time.monotonic()
-        history = self._cpu_history
-        history.append((now, sample.cpu_s))
-        while len(history) > 1 and history[1][0] <= now - isolation.stall_s:
-            history.popleft()
-        cpu_used = sample.cpu_s - history[0][1]
-        if history[0][0] <= now - isolation.stall_s and guards.stalled_for(
-                now, self._last_activity, cpu_used, isolation.stall_s):
-            return StopReason.STALL, (f"no report and {cpu_used:.2f} s of CPU in the last "
-                                      f"{isolation.stall_s:g} s (isolation.stall_s)")
-        return None
+        if self._stall.due(now):
+            on_gpu = self.device.is_gpu
+            self._stall.observe(guards.Activity(now, sample.cpu_s, on_gpu, sample.gpu_tree_mb,
+                                                self.device.utilization() if on_gpu else None))
+        text = self._stall.verdict()
+        return None if text is None else (StopReason.STALL, text)
 
     def dump_stacks(self, settle_s: float = 1.0) -> int:
         """Ask every process that announced a stack dump handler for its Python stacks (they
@@ -220,7 +228,7 @@ class RunningTrial:
         ``others_mb`` gives the GPU memory of other trials running on the same device, which
         the wait leaves out (so one slot's trial never waits for its neighbour's memory).
         """
-        assert self.popen is not None and self.monitor is not None
+        assert self.contained is not None and self.monitor is not None
         try:
             if self.exited() and self.stop_reason in (StopReason.HYPERBAND,
                                                       StopReason.INTERRUPT):
@@ -228,13 +236,7 @@ class RunningTrial:
                 self.stop_reason = self.reason_text = None
             if self.stop_reason is StopReason.STALL and self.t_exit is None:
                 self.dump_stacks()
-            self._end_tree()
-            try:
-                self.popen.wait(timeout=REAP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:  # unkillable (D state: a hung driver or NFS)
-                self.reason_text = (self.reason_text or "") + \
-                    f" (pid {self.popen.pid} survived SIGKILL: not reaped)"
-            self.exited()
+            self._end_tree()  # the launcher is reaped there, its tree ended
         finally:
             self.monitor.stop()
         self.read_events()
@@ -253,24 +255,31 @@ class RunningTrial:
         return {pid for pid, _ in self.monitor.seen} if self.monitor else set()
 
     def _end_tree(self) -> None:
-        assert self.popen is not None and self.monitor is not None
-        seen = self.monitor.seen
-        self._ends.append(end_tree(self.popen.pid, self.token, seen,
-                                   self.spec.isolation.stop.grace_s))
+        assert self.contained is not None and self.monitor is not None
+        end = self.contained.end(self.token, self.monitor.seen, self.spec.isolation.stop.grace_s)
+        self._ends.append(end)
+        if end.leftover:
+            self.reason_text = (self.reason_text or "") + \
+                f" (pids {', '.join(map(str, end.leftover))} survived SIGKILL)"
         self.exited()
 
     def _record(self, baseline_mb: float | None, waited: Any) -> TrialRecord:
-        assert self.popen is not None and self.monitor is not None
-        returncode = self.popen.returncode
+        assert self.contained is not None and self.monitor is not None
+        contained = self.contained
+        returncode = contained.process.returncode
         peaks = self.monitor.peaks
         failed = returncode != 0 and self.stop_reason is None
         oom = oom_line(self.events.errors, self.output_tail(200)) if failed else None
-        killer = failed and guards.oom_killer_suspected(
+        cgroup_oom = failed and bool(contained.oom_kills)
+        killer = cgroup_oom or failed and guards.oom_killer_suspected(
             returncode, False, peaks.rss_mb, peaks.min_available_mb, _machine_mb())
         status = classify(returncode, self.stop_reason, cuda_oom=oom is not None,
                           oom_killer=killer)
         reason = self.reason_text
-        if killer:
+        if cgroup_oom:
+            reason = guards.cgroup_oom_reason(contained.oom_kills or 0,
+                                              self.spec.isolation.limits.rss_mb)
+        elif killer:
             reason = ("SIGKILL that gpusweep did not send, with host memory nearly exhausted: "
                       "the kernel's OOM killer")
         leak = leak_verdict([m.get("rss_mb") for m in self.events.report_memory],
@@ -310,13 +319,16 @@ class RunningTrial:
             ),
             host=HostRecord(peak_rss_mb=_r(self._host_peak_mb(peaks.rss_mb)),
                             min_available_mb=_r(peaks.min_available_mb),
-                            peak_rss_trial_mb=_r(self._host_peak_mb(peaks.rss_trial_mb))),
+                            peak_rss_trial_mb=_r(self._host_peak_mb(peaks.rss_trial_mb)),
+                            cgroup_peak_mb=_r(contained.peak_mb)),
             cleanup=CleanupRecord(
                 processes_killed=sum(e.processes_killed for e in self._ends),
                 escapees_killed=sum(e.escapees_killed for e in self._ends),
                 wait_s=round(waited.wait_s, 3),
                 clean=waited.clean and not any(e.leftover for e in self._ends),
             ),
+            containment=contained.kind,
+            containment_note=contained.note,
             leak=LeakRecord(leak.rss_mb_per_step, leak.gpu_mb_per_step, leak.suspected),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),

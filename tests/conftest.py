@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -44,6 +45,33 @@ class SweepRun:
 
     def memories(self) -> list[dict]:
         return [self.memory(row["run"]) for row in self.sweep["trials"]]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_trial_cgroup_left():
+    """Trials get cgroups with unique names (``gpusweep-<sweep>-<run>``) where the machine
+    delegates cgroup v2, and must remove them: none made during the tests may stay."""
+    from gpusweep import cgroup
+
+    base = cgroup.detect().base
+    before = _empty_trial_cgroups(base)
+    yield
+    left = _empty_trial_cgroups(base) - before
+    if left:  # a concurrent session's trial may be between its end and its rmdir
+        time.sleep(1.0)
+        left &= _empty_trial_cgroups(base)
+    assert not left, f"trial cgroups left behind in {base}: {sorted(left)}"
+
+
+def _empty_trial_cgroups(base: str | None) -> set[str]:
+    if base is None:
+        return set()
+    found = set()
+    for name in os.listdir(base):
+        procs = Path(base, name, "cgroup.procs")
+        if name.startswith("gpusweep-") and procs.exists() and not procs.read_text().strip():
+            found.add(name)
+    return found
 
 
 @pytest.fixture
@@ -86,6 +114,27 @@ def processes_with_token(tokens: set[str]) -> list[int]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def launchers_with_token(tokens: set[str]) -> list[int]:
+    """Pids of the trials' launchers (gpusweep/reaper.py) among those carrying these tokens."""
+    return [pid for pid in processes_with_token(tokens)
+            if any(arg.endswith("reaper.py") for arg in _cmdline(pid))]
+
+
+def wait_until_no_process(tokens: set[str], timeout_s: float) -> list[int]:
+    """Poll until no process carries these tokens (or ``timeout_s`` passed); what is left."""
+    deadline = time.monotonic() + timeout_s
+    while (left := processes_with_token(tokens)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
 
 
 def resume_sweep(command: list[str], sweep_dir: Path) -> dict:

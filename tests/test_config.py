@@ -156,6 +156,13 @@ def test_isolation_defaults_are_the_documented_ones():
         None, 10.0, "continue", 10.0)
     assert (iso.wait.tolerance_mb, iso.wait.min_s, iso.wait.max_s, iso.wait.poll_s) == (
         256.0, 0.0, 60.0, 0.1)
+    assert (iso.stall_s, iso.containment) == (1800.0, "auto")
+
+
+def test_stall_s_null_turns_the_stall_rule_off_and_containment_is_checked():
+    assert parse_sweep(base(isolation={"stall_s": None}), "s.yaml").isolation.stall_s is None
+    assert parse_sweep(base(isolation={"stall_s": 60}), "s.yaml").isolation.stall_s == 60.0
+    assert error_of(base(isolation={"containment": "cgroup"})).key == "isolation.containment"
 
 
 @pytest.mark.parametrize("isolation, key", [

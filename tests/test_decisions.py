@@ -6,7 +6,13 @@ import signal
 import pytest
 
 from gpusweep.flapping import is_flapping
-from gpusweep.guards import host_memory_reason, oom_killer_suspected, stalled_for
+from gpusweep.guards import (
+    Activity,
+    StallWindow,
+    host_memory_reason,
+    oom_killer_suspected,
+    stalled_for,
+)
 from gpusweep.isolation import FlappingConfig, LeakConfig, LimitsConfig, OomConfig
 from gpusweep.leak import leak_verdict, slope
 from gpusweep.oom import backoff_params, oom_line
@@ -101,6 +107,49 @@ def test_stall_needs_both_silence_and_idleness():
     assert stalled_for(now=100, last_activity=60, cpu_used_in_window_s=0.1, stall_s=30)
     assert not stalled_for(now=100, last_activity=80, cpu_used_in_window_s=0.0, stall_s=30)
     assert not stalled_for(now=100, last_activity=60, cpu_used_in_window_s=25, stall_s=30)
+
+
+def watch(window, readings):
+    """Feed (t, cpu_s, gpu_tree_mb, gpu_util) readings; the verdict after each."""
+    verdicts = []
+    for t, cpu, tree_mb, util in readings:
+        window.observe(Activity(t, cpu, tree_mb is not None, tree_mb, util))
+        verdicts.append(window.verdict())
+    return verdicts
+
+
+def test_a_silent_idle_tree_is_stalled_after_stall_s_not_before():
+    verdicts = watch(StallWindow(30, start=0), [(t, 1.0, None, None) for t in range(0, 41)])
+    assert verdicts[:30] == [None] * 30 and all(verdicts[30:])
+    assert "no report, 0.00 s of CPU in the whole tree in the last 30 s" in verdicts[30]
+
+
+def test_a_report_or_cpu_keeps_a_trial_alive():
+    window = StallWindow(30, start=0)
+    watch(window, [(t, 1.0, None, None) for t in range(0, 25)])
+    window.reported(25)
+    assert not any(watch(window, [(t, 1.0, None, None) for t in range(25, 55)]))
+    computing = StallWindow(30, start=0)  # one core's worth now and then: not idle
+    assert not any(watch(computing, [(t, t * 0.5, None, None) for t in range(0, 100)]))
+
+
+def test_gpu_activity_keeps_a_trial_alive_and_unknown_is_not_idle():
+    busy = [(t, 1.0, 500.0, 40.0 if t % 20 == 0 else 0.0) for t in range(0, 100)]
+    assert not any(watch(StallWindow(30, start=0), busy))
+    growing = [(t, 1.0, 500.0 + (t // 10) * 2, 0.0) for t in range(0, 100)]
+    assert not any(watch(StallWindow(30, start=0), growing))
+    unknown = [(t, 1.0, 500.0, None) for t in range(0, 100)]  # holds GPU memory, NVML blind
+    assert not any(watch(StallWindow(30, start=0), unknown))
+    idle = [(t, 1.0, 500.0, 0.0) for t in range(0, 40)]  # memory held, device idle
+    verdicts = watch(StallWindow(30, start=0), idle)
+    assert verdicts[29] is None and "no GPU activity" in verdicts[30]
+
+
+def test_the_window_keeps_few_readings_whatever_the_rate():
+    window = StallWindow(1800, start=0)
+    watch(window, [(t / 10, 0.0, None, None) for t in range(0, 40000)])  # 10 Hz, 4000 s
+    assert len(window._cpu) <= 52
+    assert window.due(4000.9) and not window.due(4000.5)  # a reading a second at most
 
 
 # -- leaks -----------------------------------------------------------------------------------

@@ -6,7 +6,15 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, fault, journal_tokens, processes_with_token, program, resume_sweep
+from conftest import (
+    ROOT,
+    fault,
+    journal_tokens,
+    processes_with_token,
+    program,
+    resume_sweep,
+    wait_until_no_process,
+)
 from fakes import FakeDevice
 
 from gpusweep.config import parse_sweep
@@ -90,7 +98,8 @@ def test_resume_with_two_trials_in_flight(write_sweep, tmp_path):
     proc.wait()
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
     tokens = journal_tokens(sweep_dir)
-    assert len(processes_with_token(tokens)) == 2  # both trials outlived the orchestrator
+    # Each trial's launcher saw the orchestrator die and ended its tree (grace_s 10 at most).
+    assert wait_until_no_process(tokens, 30) == []
     sweep = resume_sweep(command, sweep_dir)
     finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
     assert finished == [1, 2, 3, 4]

@@ -8,7 +8,14 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, journal_tokens, processes_with_token, program, resume_sweep
+from conftest import (
+    ROOT,
+    journal_tokens,
+    launchers_with_token,
+    processes_with_token,
+    program,
+    resume_sweep,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -94,9 +101,15 @@ def test_resume_after_sigkill_runs_every_grid_point_exactly_once(write_sweep, tm
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     (sweep_dir,) = _wait_for_finished_trials(log_dir, 1)
-    proc.kill()  # SIGKILL: no cleanup at all; the running trial lives on in its own session
-    proc.wait()
     tokens = journal_tokens(sweep_dir)
+    # SIGKILL of the orchestrator and of the trial's launcher (a node agent killing all it
+    # knows; frozen first so that neither sees the other go): no cleanup at all, the trial
+    # lives on, and only --resume can end it (by its token).
+    proc.send_signal(signal.SIGSTOP)
+    for pid in launchers_with_token(tokens):
+        os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait(timeout=30)
     assert processes_with_token(tokens), "the cut-off trial should still be running"
     sweep = resume_sweep(command, sweep_dir)
     finished = sorted(r["params"]["x"] for r in sweep["trials"] if r["status"] == "finished")
