@@ -119,7 +119,8 @@ class Baseline:
     foreign, since no trial held the device)."""
 
     used_mb: float | None
-    listed_mb: float | None = None
+    listed_mb: float | None = None  # None: unreadable, or some listed memory unknown
+    listed_pids: int = 0
 
 
 @dataclass(frozen=True)

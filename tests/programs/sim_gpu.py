@@ -23,10 +23,11 @@ from gpusweep import trial  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--mb", type=float, default=500.0)
 parser.add_argument("--seconds", type=float, default=0.6)
+parser.add_argument("--seconds_per_gb", type=float, default=0.0)  # bigger trials run longer
 parser.add_argument("--lists", default="compute")
 parser.add_argument("--orphan_mb", type=float, default=0.0)
 parser.add_argument("--worker_mb", type=float, default=0.0)
-parser.add_argument("--cpu", action="store_true")
+parser.add_argument("--cpu", type=int, default=0)  # 1: a trial that never touches the GPU
 parser.add_argument("--touch", default="")
 parser.add_argument("--touch_at_exit", default="")
 parser.add_argument("--await_file", default="")
@@ -45,7 +46,7 @@ with trial.session():
     touch(args.touch)
     held = None if args.cpu else holder.hold(args.mb, tuple(args.lists.split(",")),
                                              args.orphan_mb)
-    if args.worker_mb and os.fork() == 0:  # a worker: inherits the context, holds its own
+    if args.worker_mb and not args.cpu and os.fork() == 0:  # a worker: inherits the context
         holder.hold(args.worker_mb)
         time.sleep(args.seconds + 30)  # outlives the trial until the tree is ended
         os._exit(0)
@@ -53,7 +54,7 @@ with trial.session():
     while args.await_file and not os.path.exists(os.path.join(state, args.await_file)) \
             and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(args.seconds)
+    time.sleep(args.seconds + args.seconds_per_gb * args.mb / 1000.0)
     trial.report(step=0, loss=(args.x - 1.0) ** 2, held_mb=args.mb)
     touch(args.touch_at_exit)
 print("exiting without freeing the simulated GPU memory", flush=True)
