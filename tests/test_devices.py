@@ -253,3 +253,34 @@ def test_no_cuda_context_in_the_test_process():
     torch = sys.modules.get("torch")
     assert torch is None or not torch.cuda.is_initialized()
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""  # conftest hides the GPU from tests
+
+
+def test_gpu_check_says_there_is_no_gpu_and_writes_nothing(tmp_path):
+    out = tmp_path / "GPU_CHECK.md"
+    proc = subprocess.run([sys.executable, "tools/gpu_check.py", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and not out.exists()
+    assert "gpu-check: no GPU on this machine" in proc.stderr
+    listed = subprocess.run([sys.executable, "tools/gpu_check.py", "--dry-run"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60).stdout
+    for step in ("-m pytest -m gpu", "test_gpu_cleanup.py", "./test_memory_cleanup.sh",
+                 "bench/train_throughput.py", "bench/data_on_device.py",
+                 "bench/inter_trial_overhead.py"):
+        assert step in listed
+
+
+def test_gpu_check_page_names_the_device_and_each_result(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look it up
+    spec.loader.exec_module(gpu_check)
+
+    info = {"name": "NVIDIA H100 80GB HBM3", "capability": [9, 0], "torch": "2.11.0",
+            "cuda": "13.0", "driver": "580.1", "nvml": ["0: NVIDIA H100 (GPU-1, 81559 MB)"]}
+    first, second = gpu_check.steps(sys.executable)[:2]
+    page = gpu_check.page(info, [gpu_check.Outcome(first, 0, 61.0, "3 passed"),
+                                 gpu_check.Outcome(second, None, 0.0, "not run")], 61.0)
+    assert "NVIDIA H100 80GB HBM3, compute capability 9.0" in page and "driver 580.1" in page
+    assert "| pass | 61 |" in page and "| not run | 0 |" in page
