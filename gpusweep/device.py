@@ -11,8 +11,9 @@ default when the library or the value is missing; here the default is None (unkn
 the tests' simulated NVML uses only nvidia-ml-py's own names and signatures, so the real
 module and a stand-in are interchangeable. It is read here and nowhere else.
 
-What real drivers do to us (each handled below): a GPU whose handle fails (lost, no
-permission) is left out and reported instead of hiding every GPU; the per-process queries are
+What real drivers do to us (each handled below, or in :mod:`gpusweep.devicescan` for the
+opening): a GPU whose handle fails (lost, no permission) is left out and reported instead of
+hiding every GPU; the per-process queries are
 probed once per device, ``_v3`` then ``_v2`` then the plain name (nvidia-ml-py 13 calls
 ``_v3`` under the plain name; older bindings call v1 there, and older drivers lack the
 ``_v3`` symbol: ``NVMLError_FunctionNotFound``); a process in the compute, graphics and MPS
@@ -27,7 +28,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
@@ -282,31 +283,7 @@ def _mb(value: Any) -> float | None:
     return value / _MB
 
 
-# -- opening the devices ----------------------------------------------------------------------
-@dataclass
-class PhysicalGpu:
-    """One GPU NVML enumerates, with the devices trials can run on: itself, or its MIG
-    instances when MIG is enabled (none when its handle or every instance failed)."""
-
-    index: int
-    uuid: str | None
-    mig: bool
-    units: list[NvmlDevice] = field(default_factory=list)
-
-
-@dataclass
-class DeviceScan:
-    """Every GPU NVML enumerates, and what went wrong opening them (one line each)."""
-
-    gpus: list[PhysicalGpu] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    driver: str | None = None
-
-    @property
-    def devices(self) -> list[NvmlDevice]:
-        return [unit for gpu in self.gpus for unit in gpu.units]
-
-
+# -- the NVML module --------------------------------------------------------------------------
 def load_nvml(environ: Mapping[str, str] | None = None) -> ModuleType | None:
     """The NVML module: ``GPUSWEEP_NVML_MODULE`` if set, else ``pynvml``.
 
@@ -328,76 +305,20 @@ def load_nvml(environ: Mapping[str, str] | None = None) -> ModuleType | None:
     return module
 
 
-def scan_devices(environ: Mapping[str, str] | None = None) -> DeviceScan:
-    """Open every GPU NVML can see, each on its own: a bad one is reported, the rest kept."""
-    nvml = load_nvml(environ)
-    if nvml is None:
-        return DeviceScan()
-    try:
-        nvml.nvmlInit()
-        count = int(nvml.nvmlDeviceGetCount())
-    except Exception as exc:  # no driver (LibraryNotFound, DriverNotLoaded): no GPU
-        missing = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded")
-        problems = [] if type(exc).__name__ in missing else [f"NVML: {_describe(exc)}"]
-        return DeviceScan(problems=problems)
-    scan = DeviceScan(driver=_safe(lambda: _text(nvml.nvmlSystemGetDriverVersion())))
-    for index in range(count):
-        try:
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        except Exception as exc:
-            scan.gpus.append(PhysicalGpu(index, None, False))
-            scan.problems.append(f"GPU {index} left out: {_describe(exc)}")
-            continue
-        scan.gpus.append(_open_gpu(nvml, handle, index, scan.problems))
-    return scan
-
-
-def _open_gpu(nvml: Any, handle: Any, index: int, problems: list[str]) -> PhysicalGpu:
-    """A GPU, expanded into its MIG instances when MIG is on."""
-    uuid = _safe(lambda: _text(nvml.nvmlDeviceGetUUID(handle)))
-    mode = _safe(lambda: nvml.nvmlDeviceGetMigMode(handle))
-    if not mode or int(mode[0]) != 1:
-        return PhysicalGpu(index, uuid, False, [NvmlDevice(nvml, handle, index)])
-    gpu = PhysicalGpu(index, uuid, True)
-    slots = _safe(lambda: int(nvml.nvmlDeviceGetMaxMigDeviceCount(handle))) or 0
-    refused = []
-    for slot in range(slots):
-        try:
-            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
-        except Exception as exc:  # NotFound: an empty slot; NoPermission: not ours
-            if type(exc).__name__ != "NVMLError_NotFound":
-                refused.append(f"{slot} ({_describe(exc)})")
-            continue
-        gpu.units.append(NvmlDevice(nvml, mig, index, mig_index=slot, parent_uuid=uuid))
-    if not gpu.units:
-        problems.append(f"GPU {index} left out: MIG is enabled and no instance is usable"
-                        + (f" (refused: {', '.join(refused)})" if refused else ""))
-    return gpu
-
-
 def open_devices(environ: Mapping[str, str] | None = None) -> list[NvmlDevice]:
     """Every device NVML can see (MIG instances expanded), in PCI bus order."""
+    from gpusweep.devicescan import scan_devices
+
     return scan_devices(environ).devices
 
 
 def default_device(environ: Mapping[str, str] | None = None) -> Device:
     """The first device ``CUDA_VISIBLE_DEVICES`` leaves visible, or a NullDevice."""
+    from gpusweep.devicescan import scan_devices
     from gpusweep.visible import visible_devices
 
     devices = visible_devices(scan_devices(environ), environ).devices
     return devices[0] if devices else NullDevice()
-
-
-def _safe(read: Callable[[], T]) -> T | None:
-    try:
-        return read()
-    except Exception:
-        return None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _text(value: Any) -> str:

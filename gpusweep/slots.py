@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpusweep.device import Device, NullDevice, scan_devices
+from gpusweep.device import Device, NullDevice
+from gpusweep.devicescan import scan_devices
 from gpusweep.errors import BadInput
 
 

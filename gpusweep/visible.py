@@ -28,7 +28,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gpusweep.device import DeviceScan, NvmlDevice, PhysicalGpu
+from gpusweep.device import NvmlDevice
+from gpusweep.devicescan import DeviceScan, PhysicalGpu
 
 ENV = "CUDA_VISIBLE_DEVICES"
 _LEGACY_MIG = re.compile(r"^MIG-GPU-(?P<gpu>[0-9a-fA-F-]+)/(?P<gi>\d+)/(?P<ci>\d+)$")

@@ -16,7 +16,8 @@ from fakes import FakeDevice
 from simnvml import compose
 
 from gpusweep.baseline import DeviceBaselines
-from gpusweep.device import Namespace, PhysicalGpu, load_nvml, scan_devices
+from gpusweep.device import Namespace, load_nvml
+from gpusweep.devicescan import PhysicalGpu, scan_devices
 from gpusweep.errors import BadInput
 from gpusweep.gputrack import GpuTrack
 from gpusweep.gpuview import (

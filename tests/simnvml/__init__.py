@@ -209,7 +209,7 @@ def _processes(handle: _Handle, kind: str, version: int) -> list[Any]:
             if kind not in lists:
                 continue
             used: int | None = int(mb * MB)
-            if handle.mig is not None or mode == "none":
+            if handle.mig is not None or _gpu(handle).get("mig") is not None or mode == "none":
                 used = None  # MIG: per-process memory is not reported
             elif mode == "not_available":
                 used = 2**64 - 1

@@ -45,6 +45,9 @@ def device_for(environ: dict[str, str] | None = None) -> dict:
     for device in devices:
         if device["uuid"].startswith(first):
             return device
+    for device in devices:  # a MIG-enabled GPU's UUID: CUDA shows its first usable instance
+        if device.get("parent", "").startswith(first) and device.get("access", "ok") == "ok":
+            return device
     raise NoCudaDevice(f"CUDA_VISIBLE_DEVICES={value!r} names no simulated device")
 
 
