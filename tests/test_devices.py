@@ -285,3 +285,20 @@ def test_gpu_check_page_names_the_device_and_each_result(monkeypatch):
                                  gpu_check.Outcome(second, None, 0.0, "not run")], 61.0)
     assert "NVIDIA H100 80GB HBM3, compute capability 9.0" in page and "driver 580.1" in page
     assert "| pass | 61 |" in page and "| not run | 0 |" in page
+
+
+def test_holders_are_found_by_their_device_files_where_pids_are_the_hosts(sim):
+    from gpusweep.gpuwait import trial_holders
+
+    path = sim([compose.gpu(0)], pid_offset=3_000_000)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from simnvml import holder; "
+                               "holder.hold(100); print('held', flush=True); time.sleep(60)"],
+                              env=compose.environ(path), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        listed = {holder.pid + 3_000_000: 100.0}  # what NVML shows from inside a container
+        assert trial_holders({holder.pid}, listed, Namespace.FOREIGN) == {holder.pid}
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert trial_holders({holder.pid}, listed, Namespace.FOREIGN) == set()

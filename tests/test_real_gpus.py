@@ -249,6 +249,7 @@ def test_a_gpu_whose_handle_fails_is_left_out_not_every_gpu(tmp_path, write_swee
 
 # -- Old drivers and bindings, quirks of the process lists -----------------------------------
 NO_V3 = [f"nvmlDeviceGet{k}RunningProcesses_v3" for k in ("Compute", "Graphics", "MPSCompute")]
+NO_V2 = [name.replace("_v3", "_v2") for name in NO_V3]
 
 
 @pytest.mark.parametrize(("keys", "lists"), [
@@ -266,6 +267,16 @@ def test_the_trials_processes_are_found_and_counted_once(tmp_path, write_sweep, 
     (memory,) = result.memories()
     assert memory["gpu"]["attribution"] == "pid" and memory["gpu"]["peak_tree_mb"] == 900.0
     assert memory["cleanup"]["clean"] is True
+
+
+def test_a_driver_without_any_process_query_still_finds_the_trial_by_device_files(
+        tmp_path, write_sweep, run_sweep):
+    sim = Sim(tmp_path, [compose.gpu(0)], missing=NO_V3 + NO_V2)  # nvidia-ml-py 13, old driver
+    result = sim.sweep(write_sweep, run_sweep, {"mb": {"value": 900}})
+    assert result.returncode == 0, result.proc.stderr
+    (memory,) = result.memories()
+    assert memory["gpu"]["attribution"] == "device_files"
+    assert memory["gpu"]["peak_tree_mb"] is None and memory["cleanup"]["clean"] is True
 
 
 @pytest.mark.parametrize(("keys"), [{"used_memory": "none"},
