@@ -145,7 +145,7 @@ def judge(used_mb: float | None, baseline: Baseline, usage: Usage,
         return Verdict(None, None, f"device memory could not be read ({read_error or 'NVML'})")
     if baseline.used_mb is None:
         return Verdict(None, None, "no baseline: the device's memory could not be read before "
-                       "the trial", unattributable=not holders)
+                       "the trial", unattributable=holders is not None and not holders)
     foreign_change = None
     if usage.foreign_mb is not None and baseline.listed_mb is not None:
         foreign_change = usage.foreign_mb - baseline.listed_mb
