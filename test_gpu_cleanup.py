@@ -7,6 +7,8 @@ processes that outlive a trial. This one runs real trials as subprocesses, throu
 orchestrator's own code (``RunningTrial``: launch, monitor, whole-tree stop, gc, the
 adaptive wait), and then checks from outside, with NVML:
 
+0. ``context_only``: creates the CUDA context and allocates nothing, the reference that
+   tells the context (hundreds of MB per process, freed only at exit) from an allocation.
 1. ``exit_without_free`` 150 and 200 MB (the seed's sizes): allocate on the GPU, keep it,
    exit without freeing anything (no ``del``, no ``empty_cache``, no atexit).
 2. ``leak_global_and_worker`` 150 MB: a tensor leaked in a global, plus a DataLoader worker
@@ -37,9 +39,10 @@ import time
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ROOT)
 
-TRIALS = [("exit_without_free", 150), ("exit_without_free", 200),
+TRIALS = [("context_only", 0), ("exit_without_free", 150), ("exit_without_free", 200),
           ("leak_global_and_worker", 150)]
 _MB = 1024 * 1024
+SIM_CONTEXT_MB = 300  # the simulated CUDA context (a real one is 300-500 MB)
 
 
 # -- the trial children (run as subprocesses; the only code here that imports torch) ---------
@@ -54,7 +57,9 @@ def child(mode: str, mb: int) -> None:
 
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    leaked = torch.empty(mb * _MB, dtype=torch.uint8, device=device)
+    if os.environ.get("GPUSWEEP_SIMNVML") and device == "cpu":
+        simulate_cuda(mb)
+    leaked = torch.empty(mb * _MB, dtype=torch.uint8, device=device)  # 0 MB: the context only
     leaked.fill_(1)  # touch every page: host memory counts only once written
     globals()["LEAKED"] = leaked
     if mode == "leak_global_and_worker":
@@ -63,6 +68,15 @@ def child(mode: str, mb: int) -> None:
     print(f"{mode}: holding {mb} MB on {device}; exiting without freeing", flush=True)
     time.sleep(0.5)  # long enough for the monitor (10 Hz) to see the peak
     os._exit(0)  # no atexit, no finally: whatever is held is left to the orchestrator
+
+
+def simulate_cuda(mb: int) -> None:
+    """SIMULATED GPU (tests/simnvml, selected by GPUSWEEP_NVML_MODULE=simnvml): a context
+    of SIM_CONTEXT_MB plus the allocation, so CI runs this script's GPU checks on a CPU."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from simnvml import holder
+
+    holder.hold(SIM_CONTEXT_MB + mb)
 
 
 def start_stuck_worker(mb: int) -> None:
@@ -131,7 +145,7 @@ def run_one(mode: str, mb: int, workdir: str, device, baseline_mb, args) -> dict
     while not trial.exited(0.1):
         trial.read_events()
         if trial.timed_out():
-            trial.stop(StopReason.TIMEOUT)
+            trial.request_stop(StopReason.TIMEOUT)
             break
     record = trial.finish(baseline_mb)
     left = find_trial_processes(trial.pid, trial.token, trial.monitor.seen)
@@ -158,8 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from gpusweep.device import default_device
+    from gpusweep.errors import BadInput
 
-    device = default_device()
+    try:
+        device = default_device()
+    except BadInput as exc:  # GPUSWEEP_NVML_MODULE that cannot be imported
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"device: {device.info.name}" + ("" if device.is_gpu else
                                            " (no GPU: the GPU part is skipped; trials "
                                            "allocate host memory instead)"))
@@ -201,8 +220,9 @@ def check(results: list[dict], is_gpu: bool, args: argparse.Namespace,
             failures.append(f"{name}: host memory in use grew by "
                             f"{r['host_after'] - r['host_before']:.0f} MB")
         if is_gpu:
-            if not record.cleanup.clean:
-                failures.append(f"{name}: GPU not clean after {record.cleanup.wait_s} s")
+            if record.cleanup.clean is not True:
+                failures.append(f"{name}: GPU not proven clean ({record.cleanup.clean}) after "
+                                f"{record.cleanup.wait_s} s: {record.cleanup.reason}")
             residual = record.gpu.residual_mb
             if residual is None or residual > args.tolerance_mb:
                 failures.append(f"{name}: GPU residual {residual} MB > {args.tolerance_mb}")
@@ -212,10 +232,37 @@ def check(results: list[dict], is_gpu: bool, args: argparse.Namespace,
                 failures.append(f"{name}: device used {after} MB after the trial (our own "
                                 f"NVML reading), baseline {baseline_mb} MB, tolerance "
                                 f"{args.tolerance_mb} MB")
-            peak = record.gpu.peak_used_mb
-            if peak is None or peak - (record.gpu.baseline_mb or 0) < 0.9 * r["mb"]:
-                failures.append(f"{name}: the allocation was not seen on the GPU (peak {peak})")
+            failures += allocation_problems(r, results, name)
     return failures
+
+
+def allocation_problems(r: dict, results: list[dict], name: str) -> list[str]:
+    """Was the trial's allocation itself seen, told apart from its CUDA context? Its
+    processes' NVML peak less the context-only trial's (where NVML names our processes),
+    else the device's rise less the context-only trial's rise."""
+    if r["mb"] == 0:
+        return []
+    record = r["record"]
+    reference = next((x["record"] for x in results if x["mode"] == "context_only"), None)
+    if record.gpu.attribution == "pid":
+        peak = record.gpu.peak_tree_mb
+        context = reference.gpu.peak_tree_mb if reference else None
+        if not peak:
+            return [f"{name}: no GPU memory of the trial's processes was seen ({peak})"]
+    else:
+        peak, context = _rise(record), _rise(reference) if reference else None
+    if peak is None or context is None or peak - context < 0.9 * r["mb"]:
+        return [f"{name}: the allocation was not seen on the GPU beyond the CUDA context "
+                f"(peak {peak} MB, context alone {context} MB, attribution "
+                f"{record.gpu.attribution})"]
+    return []
+
+
+def _rise(record) -> float | None:
+    gpu = record.gpu
+    if gpu.peak_used_mb is None or gpu.baseline_mb is None:
+        return None
+    return gpu.peak_used_mb - gpu.baseline_mb
 
 
 def print_table(results: list[dict], is_gpu: bool, baseline_mb: float | None) -> None:
@@ -225,7 +272,7 @@ def print_table(results: list[dict], is_gpu: bool, baseline_mb: float | None) ->
         print("\nGPU used MB (NVML): the device's baseline before the first trial, peak while "
               "the trial ran, after the wait; tree RSS peak: summed RSS of the trial's tree")
         header = ("run", "trial", "MB", "GPU base", "GPU peak", "GPU after", "GPU resid",
-                  "tree RSS peak")
+                  "trial GPU peak", "tree RSS peak")
     else:
         print("\ntree RSS peak: summed RSS of the trial's processes; sys used: the machine's "
               "memory in use (total - available) before and after the trial, MB")
@@ -237,7 +284,7 @@ def print_table(results: list[dict], is_gpu: bool, baseline_mb: float | None) ->
         record = r["record"]
         if is_gpu:
             figures = (baseline_mb, record.gpu.peak_used_mb, r["device_after"],
-                       record.gpu.residual_mb, record.host.peak_rss_mb)
+                       record.gpu.residual_mb, record.gpu.peak_tree_mb, record.host.peak_rss_mb)
         else:
             figures = (record.host.peak_rss_mb, r["host_before"], r["host_after"],
                        r["host_after"] - r["host_before"])

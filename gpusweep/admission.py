@@ -89,8 +89,7 @@ def admit(params: Mapping[str, Any], isolation: IsolationConfig, records: Sequen
     if fit.budget_mb is not None:
         free: float | None = fit.budget_mb - in_use
     elif gpu:
-        used, total = device.used_mb(), device.info.total_mb
-        free = None if used is None or total is None else total - used
+        free = device.free_mb()  # memory info v2: total - used would count reserved memory
     else:
         free = available_mb()
     key = fit.key or isolation.oom.key

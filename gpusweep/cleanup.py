@@ -14,9 +14,8 @@ holds every orphan of the trial however it detached. Then the scan here is the s
 processes that carry the trial's token in their environment, were seen in its tree, or are
 still in its cgroup (what a killed launcher left behind).
 
-``wait_until_clean`` replaces the incident's fixed ``sleep(5)``: it polls NVML until the
-device is within tolerance of the baseline measured before the first trial and no process of
-the trial holds memory there, so it waits exactly as long as the driver needs, and not more.
+The GPU wait that follows (``wait_until_clean``) lives in :mod:`gpusweep.gpuwait`; it is
+re-exported here for the callers that end a trial and then wait.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from gpusweep.device import Device
-from gpusweep.isolation import WaitConfig
+from gpusweep.gpuwait import WaitResult, fixed_wait_s, wait_until_clean  # noqa: F401
 from gpusweep.trialprocess import TrialProcess
 
 ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
@@ -42,15 +40,6 @@ class EndResult:
     escapees_killed: int  # of those, the ones outside the trial's process group
     leftover: tuple[int, ...]  # pids that survived even SIGKILL (should be empty)
     ended_pids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class WaitResult:
-    wait_s: float
-    clean: bool
-    used_mb: float | None
-    residual_mb: float | None  # device used minus baseline at the end of the wait
-    holders: tuple[int, ...]  # trial pids still holding GPU memory at the end
 
 
 def end_tree(
@@ -188,66 +177,6 @@ def _environ_bytes(proc: psutil.Process) -> bytes:
             + b"\0"
     except (psutil.Error, OSError):
         return b""
-
-
-def gpu_is_clean(
-    used_mb: float | None, baseline_mb: float | None, tolerance_mb: float, holders: Iterable[int]
-) -> bool:
-    """The decision: device back within tolerance of its baseline, and no trial pid on it."""
-    if any(True for _ in holders):
-        return False
-    if used_mb is None or baseline_mb is None:
-        return True
-    return used_mb - baseline_mb <= tolerance_mb
-
-
-def fixed_wait_s(config: WaitConfig, peak_mb: float | None) -> float:
-    """The length of ``mode: fixed``'s sleep: ``fixed_large_s`` past ``fixed_large_above_mb``.
-
-    Seed 003's fix slept 5 s after every trial; its proposed refinement waits longer after a
-    trial that used more than 1000 MB. ``peak_mb`` is the trial's peak (GPU if any, else host).
-    """
-    if config.fixed_large_s is not None and peak_mb is not None \
-            and peak_mb > config.fixed_large_above_mb:
-        return config.fixed_large_s
-    return config.fixed_s
-
-
-def wait_until_clean(
-    device: Device,
-    baseline_mb: float | None,
-    trial_pids: Iterable[int],
-    config: WaitConfig,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    others_mb: Callable[[], float] | None = None,
-    peak_mb: float | None = None,
-) -> WaitResult:
-    """Poll the device until :func:`gpu_is_clean` (adaptive), or as ``config.mode`` says.
-
-    Returns at once on a machine with no GPU. ``mode: fixed`` sleeps :func:`fixed_wait_s`
-    first (the incident's fix; ``peak_mb`` is the trial's peak) and ``mode: none`` only reads
-    once (W&B's agent); both are kept for the benchmarks that compare them. ``others_mb`` is
-    what other trials running on the same device hold now: it is not this trial's residual.
-    """
-    pids = set(trial_pids)
-    start = clock()
-    if config.mode == "fixed":  # the incident's fix sleeps whether or not there is a GPU
-        sleep(fixed_wait_s(config, peak_mb))
-    if not device.is_gpu:
-        return WaitResult(clock() - start, True, None, None, ())
-    while True:
-        used = device.used_mb()
-        if used is not None and others_mb is not None:
-            used -= others_mb()
-        holders = tuple(sorted(pids & set(device.process_memory_mb())))
-        elapsed = clock() - start
-        clean = gpu_is_clean(used, baseline_mb, config.tolerance_mb, holders)
-        done = config.mode != "adaptive" or (clean and elapsed >= config.min_s)
-        if done or elapsed >= config.max_s:
-            residual = None if used is None or baseline_mb is None else used - baseline_mb
-            return WaitResult(elapsed, clean, used, residual, holders)
-        sleep(max(0.0, min(config.poll_s, config.max_s - elapsed)))
 
 
 def _signal_all(procs: Iterable[psutil.Process], pgid: int | None, sig: int) -> None:

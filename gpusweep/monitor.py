@@ -1,9 +1,10 @@
 """A thread in the orchestrator that samples a trial's whole process tree.
 
-Each sample sums the RSS of every process in the tree (psutil) and reads the device (NVML):
-used memory of the whole device and the memory held by the tree's own pids. It keeps the
-peaks, every process identity it has seen (so cleanup can find orphans later), and writes
-``memory.csv`` (t, rss_mb, gpu_used_mb, gpu_tree_mb) for the report.
+Each sample sums the RSS of every process in the tree (psutil) and reads the device (NVML,
+through :class:`gpusweep.gputrack.GpuTrack`): used memory of the whole device, the memory
+held by the tree's own pids, foreign memory, utilization. It keeps the peaks, every
+process identity it has seen (so cleanup can find orphans later), and writes ``memory.csv``
+(t, rss_mb, gpu_used_mb, gpu_tree_mb) for the report.
 
 It also sums the tree's RSS without wandb's service processes (``wandb-core`` and below): under
 offline W&B that service is part of the tree and its RSS swings by hundreds of MB, which would
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpusweep import proctree
 from gpusweep.cleanup import ProcessKey
 from gpusweep.device import Device
+from gpusweep.gputrack import GpuTrack
 from gpusweep.guards import available_mb
 
 
@@ -56,13 +59,16 @@ class Monitor:
 
     ``launcher_pid`` is the trial's launcher, a subreaper: every orphan of the trial is
     reparented to it, so its whole subtree is the trial's, but the launcher itself is not part
-    of the trial (neither counted nor remembered as seen).
+    of the trial (neither counted nor remembered as seen). ``neighbour_pids`` gives the pids
+    of the other trials on the same device (their GPU memory is not this trial's).
     """
 
     def __init__(self, root_pid: int, device: Device, hz: float, csv_path: str | None,
-                 launcher_pid: int | None = None) -> None:
+                 launcher_pid: int | None = None,
+                 neighbour_pids: Callable[[], set[int]] | None = None) -> None:
         self._device = device
         self._launcher = launcher_pid
+        self.gpu = GpuTrack(device, neighbour_pids)  # its summary goes into the record
         self._interval = 1.0 / hz
         self._start = time.monotonic()
         self._lock = threading.Lock()
@@ -94,6 +100,7 @@ class Monitor:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        self.gpu.stop()
         with self._lock:
             if self._csv:
                 self._csv.close()
@@ -128,11 +135,8 @@ class Monitor:
                         if pid in self._tracked)
         cpu = sum(p.cpu_s for p in tree.values())
         available = available_mb()
-        gpu_used = self._device.used_mb()
-        gpu_tree = None
-        if self._device.is_gpu:
-            per_pid = self._device.process_memory_mb()
-            gpu_tree = sum(per_pid.get(pid, 0.0) for pid in tree)
+        gpu = self.gpu.sample(set(tree))  # only this thread samples (start() runs before it)
+        gpu_used, gpu_tree = gpu.used_mb, gpu.tree_mb
         with self._lock:
             # CPU time of processes that have gone still counts towards the tree's total.
             self._cpu_of_gone += sum(p.cpu_s for pid, p in self._tracked.items()

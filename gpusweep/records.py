@@ -30,10 +30,26 @@ class GpuRecord:
     index: int | None = None  # NVML index (PCI bus order); None without a GPU
     baseline_mb: float | None = None
     peak_used_mb: float | None = None
-    peak_tree_mb: float | None = None
+    peak_tree_mb: float | None = None  # the trial's processes; null where not attributable
     torch_peak_allocated_mb: float | None = None
     torch_peak_reserved_mb: float | None = None
     residual_mb: float | None = None
+    uuid: str | None = None  # what the trial got in CUDA_VISIBLE_DEVICES (GPU- or MIG-)
+    mig_index: int | None = None  # the MIG instance on GPU ``index``
+    attribution: str | None = None  # pid | device_files | none: how its processes were found
+    foreign_start_mb: float | None = None  # processes outside the sweep, at the trial's start
+    foreign_end_mb: float | None = None  # ... and at the end of the wait
+    energy_j: float | None = None  # the device's energy counter over the trial
+    util_mean_pct: float | None = None  # NVML utilization samples while it ran
+    util_peak_pct: float | None = None
+
+    @property
+    def label(self) -> str:
+        """``0: NVIDIA T4``, ``1/0: NVIDIA A100 MIG 1g.10gb`` (MIG instance 0 of GPU 1)."""
+        if self.index is None:
+            return self.device
+        where = str(self.index) if self.mig_index is None else f"{self.index}/{self.mig_index}"
+        return f"{where}: {self.device}"
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,8 @@ class CleanupRecord:
     processes_killed: int = 0
     escapees_killed: int = 0
     wait_s: float = 0.0
-    clean: bool = True
+    clean: bool | None = True  # None: the GPU could not be proven back either way
+    reason: str | None = None  # why it is not clean, or unknown
 
 
 @dataclass(frozen=True)
@@ -114,9 +131,13 @@ class TrialRecord:
             "host_peak_mb": _round(self.host.peak_rss_mb),
             "wait_s": _round(self.cleanup.wait_s),
             "slot": self.slot,
-            "device": self.gpu.device if self.gpu.index is None
-            else f"{self.gpu.index}: {self.gpu.device}",
+            "device": self.gpu.label,
         }
+        if self.gpu.index is not None:  # a GPU: its energy and utilization
+            row.update(energy_j=_round(self.gpu.energy_j, 1),
+                       util_mean_pct=_round(self.gpu.util_mean_pct, 1),
+                       util_peak_pct=_round(self.gpu.util_peak_pct, 1),
+                       clean=self.cleanup.clean)
         if self.retry_of:
             row["retry_of"] = self.retry_of
         return row

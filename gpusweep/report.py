@@ -185,7 +185,8 @@ def trial_table(data: SweepData, fit: Fit) -> list[str]:
     metric = (data.metric or {}).get("name", "metric")
     gpu = data.has_gpu
     head = ["#", "run", "status", *varied, metric, "duration (s)",
-            *(["GPU peak (MB)"] if gpu else []), "host peak (MB)", *(["wait (s)"] if gpu else [])]
+            *(["GPU peak (MB)"] if gpu else []), "host peak (MB)", *(["wait (s)"] if gpu else []),
+            *(["energy (J)", "GPU util mean / peak (%)"] if gpu else [])]
     if fit.model is not None:
         head += ["predicted at launch (MB)", "error"]
     head.append("note")
@@ -197,6 +198,9 @@ def trial_table(data: SweepData, fit: Fit) -> list[str]:
         cells += [_fmt(record.gpu.peak_tree_mb, 0)] if gpu else []
         cells += [_fmt(record.host.peak_rss_mb, 0)]
         cells += [_fmt(record.cleanup.wait_s, 1)] if gpu else []
+        if gpu:
+            cells += [_fmt(record.gpu.energy_j, 0), f"{_fmt(record.gpu.util_mean_pct, 0)} / "
+                      f"{_fmt(record.gpu.util_peak_pct, 0)}"]
         if fit.model is not None:
             guess = predicted.get(record.run)
             actual = memfit.peak_of(record, fit.model.source)
@@ -225,8 +229,11 @@ def _note(record: TrialRecord) -> str:
     if record.status is TrialStatus.FAILED:
         last = [line.strip() for line in (record.error or "").splitlines() if line.strip()]
         notes.append(record.signal or (last[-1][:80] if last else f"exit {record.exit_code}"))
-    if not record.cleanup.clean:
+    if record.cleanup.clean is False:
         notes.append(f"GPU not clean ({_fmt(record.gpu.residual_mb, 0)} MB left)")
+    elif record.cleanup.clean is None:
+        notes.append("GPU clean unknown" + (f": {record.cleanup.reason}"
+                                            if record.cleanup.reason else ""))
     return "; ".join(notes)
 
 

@@ -9,6 +9,7 @@ left running, and goes on.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import secrets
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep.admission import Admission, admit, with_prediction_error
+from gpusweep.baseline import DeviceBaselines
 from gpusweep.cleanup import end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller, RunView
@@ -88,7 +90,7 @@ class SweepRunner:
         self.slots: list[Slot] = make_slots(options.slots, devices)
         self.pending: list[Pending] = []
         self.launched = 0
-        self.baselines: dict[int, float | None] = {}  # id(device) -> used MB before trial 1
+        self.baselines = DeviceBaselines(devices)  # per device, re-taken where PIDs lie
         self._interrupted = False
         self._exhausted = False
         self._wall_start = 0.0
@@ -137,7 +139,7 @@ class SweepRunner:
         try:
             if self.options.resume:
                 self._resume()
-            self.baselines = {id(d): d.used_mb() for d in self.devices}
+            self.baselines.start()
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
             self._loop()
@@ -223,6 +225,8 @@ class SweepRunner:
         if admitted.action == "skip":
             self._record_skipped(slot, pending, admitted)
             return True
+        self.baselines.before_launch(slot.device, busy=any(
+            t.device is slot.device for t in self.running))
         trial = RunningTrial(run_id=new_id(), params=admitted.params, spec=self.spec,
                              sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
                              device=slot.device, project=self.project,
@@ -230,7 +234,8 @@ class SweepRunner:
                              slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
                              fit_note=admitted.reason,
                              proposed=None if admitted.params == pending.params
-                             else pending.params)
+                             else pending.params,
+                             neighbour_pids=functools.partial(self._neighbour_pids, slot))
         self.launched += 1
         self.recorder.trial_started(trial, pending.origin)
         try:
@@ -292,22 +297,19 @@ class SweepRunner:
     def _begin_finish(self, slot: Slot) -> None:
         """End the trial in a worker thread: tree stop, gc, the GPU wait, its record."""
         trial = slot.trial
-        baseline = self.baselines.get(id(slot.device))
-        shared = sum(1 for s in self.slots if s.device is slot.device) > 1
-
-        def others_mb() -> float:
-            """What the other trials on this device hold now (read at every poll: a
-            neighbour may start while this trial is still being cleaned up)."""
-            pids: set[int] = set()
-            for other in list(self.slots):
-                neighbour = other.trial
-                if other is not slot and other.device is slot.device and neighbour:
-                    pids |= neighbour.pids()
-            usage = slot.device.process_memory_mb()
-            return sum(usage.get(pid, 0.0) for pid in pids)
-
+        baseline = self.baselines.get(slot.device)
         slot.finishing = self._pool.submit(trial.finish, baseline,
-                                           others_mb if shared else None)
+                                           functools.partial(self._neighbour_pids, slot))
+
+    def _neighbour_pids(self, slot: Slot) -> set[int]:
+        """The processes of the other trials on this slot's device, running or being cleaned
+        up (read at every poll: a neighbour may start while this trial is being cleaned up)."""
+        pids: set[int] = set()
+        for other in list(self.slots):
+            neighbour = other.trial
+            if other is not slot and other.device is slot.device and neighbour:
+                pids |= neighbour.pids()
+        return pids
 
     def _collect_finished(self) -> None:
         """Record every trial whose finish completed (main thread only)."""
@@ -328,9 +330,11 @@ class SweepRunner:
         """Record one ended trial; then the sweep's own guards."""
         record = self._record(trial, future)
         self._ended_here.append((record.status, time.time() - self._started_unix))
+        self.baselines.trial_ended(trial.device, trial.pids(), record.cleanup.clean)
         if record.status is TrialStatus.OOM:
             self._queue_oom_retry(record)
-        if not record.cleanup.clean and self.spec.isolation.on_dirty == "abort":
+        # Only a GPU proven dirty aborts; unknown (None) is recorded with its reason.
+        if record.cleanup.clean is False and self.spec.isolation.on_dirty == "abort":
             raise SweepAborted(
                 f"GPU did not come back clean after {record.run} (residual "
                 f"{record.gpu.residual_mb} MB after {record.cleanup.wait_s} s); "

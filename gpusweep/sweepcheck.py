@@ -65,11 +65,13 @@ def problems(sweep: dict[str, Any], records: list[dict[str, Any]],
         elif status not in ENDED_NORMALLY:
             found.append(f"{run}: status {status}" + (f" ({_last_line(record['error'])})"
                                                       if record.get("error") else ""))
-        if not (record.get("cleanup") or {}).get("clean"):
-            cleanup = record.get("cleanup") or {}
-            found.append(f"{run}: cleanup not clean (residual "
+        cleanup = record.get("cleanup") or {}
+        if cleanup.get("clean") is not True:
+            state = "unknown" if cleanup.get("clean") is None else "not clean"
+            found.append(f"{run}: cleanup {state} (residual "
                          f"{(record.get('gpu') or {}).get('residual_mb')} MB after "
-                         f"{cleanup.get('wait_s')} s)")
+                         f"{cleanup.get('wait_s')} s"
+                         + (f": {cleanup['reason']}" if cleanup.get("reason") else "") + ")")
     for entry in journal:
         if entry.get("event") == "start" and entry.get("token") in live_tokens:
             found.append(f"{entry.get('run')}: a process of this trial is still running")

@@ -126,19 +126,23 @@ def redact_exception(exc: BaseException) -> None:
 
 
 def release_cuda_memory() -> None:
-    """Give back what this process holds on the GPU before it exits.
+    """Give back what this process holds on the GPU before it exits; best effort.
 
     gc first (tensors in reference cycles), then the caching allocator's free blocks, then
     wait for queued kernels, then CUDA IPC handles. Each CUDA step runs only when CUDA was
-    initialised: calling this must never create a CUDA context.
+    initialised (calling this must never create a CUDA context), and each is guarded: after
+    a sticky CUDA error (an illegal address, a device-side assert) every later CUDA call
+    raises again, and the error that ended the trial must stay the one reported.
     """
     gc.collect()
     torch = sys.modules.get("torch")
     if torch is None or not _cuda_initialised(torch):
         return
-    torch.cuda.empty_cache()
-    torch.cuda.synchronize()
-    torch.cuda.ipc_collect()
+    for step in ("empty_cache", "synchronize", "ipc_collect"):
+        try:
+            getattr(torch.cuda, step)()
+        except Exception:  # the CUDA context is broken: the process exit frees it
+            continue
 
 
 @contextlib.contextmanager
@@ -225,11 +229,14 @@ def _own_memory(reset: bool = True) -> dict[str, float | None]:
     memory: dict[str, float | None] = {"rss_mb": _rss_mb()}
     torch = sys.modules.get("torch")
     if torch is not None and _cuda_initialised(torch):
-        memory["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / _MB
-        memory["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / _MB
-        memory["torch_allocated_mb"] = torch.cuda.memory_allocated() / _MB
-        if reset:
-            torch.cuda.reset_peak_memory_stats()
+        try:  # after a sticky CUDA error these may raise too: the memory is then unknown
+            memory["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / _MB
+            memory["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / _MB
+            memory["torch_allocated_mb"] = torch.cuda.memory_allocated() / _MB
+            if reset:
+                torch.cuda.reset_peak_memory_stats()
+        except Exception:
+            pass
     return memory
 
 

@@ -22,12 +22,13 @@ from typing import Any
 import psutil
 
 from gpusweep import containment, guards, launcher
-from gpusweep.cleanup import EndResult, wait_until_clean
+from gpusweep.cleanup import EndResult, WaitResult, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.containment import TrialContainment
 from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
+from gpusweep.gpuview import Baseline
 from gpusweep.launcher import TrialPaths
 from gpusweep.leak import leak_verdict
 from gpusweep.monitor import Monitor
@@ -72,8 +73,10 @@ class RunningTrial:
         predicted_peak_mb: float | None = None,
         fit_note: str | None = None,
         proposed: dict[str, Any] | None = None,
+        neighbour_pids: Callable[[], set[int]] | None = None,
     ) -> None:
         self.run_id = run_id
+        self.neighbour_pids = neighbour_pids  # other trials' pids on the same device
         self.slot = slot
         self.predicted_peak_mb = predicted_peak_mb
         self.fit_note = fit_note
@@ -122,7 +125,8 @@ class RunningTrial:
         try:
             self.monitor = Monitor(contained.process.pid, self.device,
                                    spec.isolation.monitor.hz, self.paths.memory_csv,
-                                   launcher_pid=contained.process.launcher_pid).start()
+                                   launcher_pid=contained.process.launcher_pid,
+                                   neighbour_pids=self.neighbour_pids).start()
         except BaseException:
             contained.end(self.token, (), spec.isolation.stop.grace_s)
             raise
@@ -220,14 +224,16 @@ class RunningTrial:
         return RunView(self.run_id, params, state, list(self.events.history))
 
     # -- the finally ---------------------------------------------------------------------
-    def finish(self, baseline_mb: float | None,
-               others_mb: Callable[[], float] | None = None) -> TrialRecord:
+    def finish(self, baseline: Baseline | float | None,
+               neighbour_pids: Callable[[], set[int]] | None = None) -> TrialRecord:
         """The ``finally`` of the trial: stacks first if it stalled, then end the whole tree,
         reap, stop the monitor, gc, and wait until the GPU is clean; returns the record.
 
-        ``others_mb`` gives the GPU memory of other trials running on the same device, which
-        the wait leaves out (so one slot's trial never waits for its neighbour's memory).
+        ``neighbour_pids`` gives the processes of other trials on the same device, whose
+        memory the wait leaves out (so one slot's trial never waits for its neighbour's).
         """
+        if not isinstance(baseline, Baseline):
+            baseline = Baseline(baseline)
         assert self.contained is not None and self.monitor is not None
         try:
             if self.exited() and self.stop_reason in (StopReason.HYPERBAND,
@@ -245,10 +251,11 @@ class RunningTrial:
         trial_pids = {pid for pid, _ in self.monitor.seen}
         for end in self._ends:
             trial_pids.update(end.ended_pids)
-        waited = wait_until_clean(self.device, baseline_mb, trial_pids, self.spec.isolation.wait,
-                                  others_mb=others_mb, peak_mb=self._peak_mb())
+        waited = wait_until_clean(self.device, baseline, trial_pids, self.spec.isolation.wait,
+                                  neighbour_pids=neighbour_pids or self.neighbour_pids,
+                                  peak_mb=self._peak_mb())
         self._unix["wait_end"] = time.time()
-        return self._record(baseline_mb, waited)
+        return self._record(baseline.used_mb, waited)
 
     def pids(self) -> set[int]:
         """Every pid seen in this trial's tree (for the neighbours' GPU wait)."""
@@ -263,11 +270,13 @@ class RunningTrial:
                 f" (pids {', '.join(map(str, end.leftover))} survived SIGKILL)"
         self.exited()
 
-    def _record(self, baseline_mb: float | None, waited: Any) -> TrialRecord:
+    def _record(self, baseline_mb: float | None, waited: WaitResult) -> TrialRecord:
         assert self.contained is not None and self.monitor is not None
         contained = self.contained
         returncode = contained.process.returncode
         peaks = self.monitor.peaks
+        gpu = self.monitor.gpu.summary(waited.foreign_mb)
+        clean, why = cleanup_verdict(waited, self._ends)
         failed = returncode != 0 and self.stop_reason is None
         oom = oom_line(self.events.errors, self.output_tail(200)) if failed else None
         cgroup_oom = failed and bool(contained.oom_kills)
@@ -312,10 +321,18 @@ class RunningTrial:
                 index=self.device.info.index,
                 baseline_mb=_r(baseline_mb),
                 peak_used_mb=_r(peaks.gpu_used_mb),
-                peak_tree_mb=_r(peaks.gpu_tree_mb),
+                peak_tree_mb=_r(gpu.peak_tree_mb),
                 torch_peak_allocated_mb=_r(self.events.torch_peak_allocated_mb),
                 torch_peak_reserved_mb=_r(self.events.torch_peak_reserved_mb),
                 residual_mb=_r(waited.residual_mb),
+                uuid=self.device.info.uuid,
+                mig_index=self.device.info.mig_index,
+                attribution=gpu.attribution,
+                foreign_start_mb=_r(gpu.foreign_start_mb),
+                foreign_end_mb=_r(gpu.foreign_end_mb),
+                energy_j=_r(gpu.energy_j),
+                util_mean_pct=_r(gpu.util_mean_pct),
+                util_peak_pct=_r(gpu.util_peak_pct),
             ),
             host=HostRecord(peak_rss_mb=_r(self._host_peak_mb(peaks.rss_mb)),
                             min_available_mb=_r(peaks.min_available_mb),
@@ -325,7 +342,8 @@ class RunningTrial:
                 processes_killed=sum(e.processes_killed for e in self._ends),
                 escapees_killed=sum(e.escapees_killed for e in self._ends),
                 wait_s=round(waited.wait_s, 3),
-                clean=waited.clean and not any(e.leftover for e in self._ends),
+                clean=clean,
+                reason=why,
             ),
             containment=contained.kind,
             containment_note=contained.note,
@@ -364,6 +382,15 @@ class RunningTrial:
         except OSError:
             return None
         return redact(error_tail(text, lines)) or None
+
+
+def cleanup_verdict(waited: WaitResult, ends: list[EndResult]) -> tuple[bool | None, str | None]:
+    """``cleanup.clean`` and its reason: a process that survived SIGKILL is dirty whatever
+    the GPU says; otherwise the wait's verdict (None: not proven either way)."""
+    leftover = sorted({pid for end in ends for pid in end.leftover})
+    if leftover:
+        return False, f"processes survived SIGKILL: {', '.join(map(str, leftover))}"
+    return waited.clean, waited.reason
 
 
 def error_tail(text: str, lines: int) -> str:

@@ -36,7 +36,8 @@ from gpusweep.wandb_env import data_dir, resolve_project, run_group
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
-           "wait_s", "clean", "processes_killed", "escapees_killed"]
+           "wait_s", "clean", "processes_killed", "escapees_killed", "energy_j",
+           "util_mean_pct", "util_peak_pct"]
 LOG_NAME = "summary-run.log"
 TIMEOUT_S = 300.0
 BACKFILL_S = 10.0  # more time per run to backfill (a wandb.init offline takes about 1 s)
@@ -116,6 +117,9 @@ def table_rows(sweep_dir: str) -> list[list[Any]]:
             cleanup.get("clean"),
             cleanup.get("processes_killed"),
             cleanup.get("escapees_killed"),
+            gpu.get("energy_j"),
+            gpu.get("util_mean_pct"),
+            gpu.get("util_peak_pct"),
         ])
     return rows
 

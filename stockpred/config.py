@@ -120,6 +120,9 @@ class TrainConfig:
     patience: int = 5  # epochs without a better val_mae before stopping
     amp: bool = True  # CUDA only; ignored on CPU
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: on CUDA, move the feature matrix to the GPU once when it fits (a quarter of the
+    # free memory) and gather batches there; always: also on CPU (an in-memory tensor)
+    data_on_device: Literal["auto", "always", "never"] = "auto"
     num_workers: int = 0
     threads: int = 0  # torch CPU threads; 0: the cores this process may use
     seed: int = 0

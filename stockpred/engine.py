@@ -69,17 +69,29 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig,
         optimizer, lambda step: lr_factor(step, warmup, total_steps, train.min_lr_ratio))
 
 
+def amp_dtype(capability: tuple[int, int] | None) -> torch.dtype:
+    """bf16 only where the GPU has it natively (compute capability 8.0 and up: A100, H100,
+    RTX 30xx); fp16, with a GradScaler, elsewhere (T4 is 7.5, V100 7.0).
+
+    Not ``torch.cuda.is_bf16_supported()``: it defaults to ``including_emulation=True``
+    and says True on a T4, where bf16 is emulated and slow.
+    """
+    return torch.bfloat16 if capability is not None and capability >= (8, 0) else torch.float16
+
+
 @dataclass
 class Precision:
-    """Autocast on CUDA when ``train.amp`` (bf16 where supported, else fp16 with a scaler)."""
+    """Autocast on CUDA when ``train.amp``: bf16 on compute capability >= 8, else fp16 with
+    a scaler (:func:`amp_dtype`)."""
 
     device: torch.device
     enabled: bool
 
     def __post_init__(self) -> None:
         self.enabled = self.enabled and self.device.type == "cuda"
-        bf16 = self.enabled and torch.cuda.is_bf16_supported()
-        self.dtype = torch.bfloat16 if bf16 else torch.float16
+        capability = torch.cuda.get_device_capability(self.device) if self.enabled else None
+        self.dtype = amp_dtype(capability)
+        bf16 = self.enabled and self.dtype is torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and not bf16)
 
     def autocast(self) -> contextlib.AbstractContextManager:

@@ -17,6 +17,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Trials started by tests run without W&B unless a test sets a mode itself (the W&B tests
 # do): an offline run per trial would cost every sweep test seconds of wandb start-up.
 os.environ.setdefault("WANDB_MODE", "disabled")
+# The tests assume no GPU (device "cpu", GPU figures null, no wait) unless marked gpu: on a
+# GPU machine the GPU is hidden from them, as CUDA hides it, and from every process they
+# start. The gpu tests get the machine's own value back through gpu_environ().
+GPU_VISIBLE = os.environ.get("CUDA_VISIBLE_DEVICES")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+for _name in ("GPUSWEEP_NVML_MODULE", "GPUSWEEP_SIMNVML", "GPUSWEEP_DEVICE_DIR"):
+    os.environ.pop(_name, None)  # only the simulation tests select the simulated NVML
+
+
+def gpu_environ(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment with the machine's GPUs visible again (for tests marked gpu)."""
+    env = dict(os.environ if base is None else base)
+    if GPU_VISIBLE is None:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = GPU_VISIBLE
+    return env
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    """No CUDA context in pytest's own process outside tests marked gpu: it would hold
+    memory on the device the GPU tests measure (their trials are subprocesses)."""
+    torch = sys.modules.get("torch")
+    if torch is None or item.get_closest_marker("gpu"):
+        return
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized():
+        pytest.fail(f"{item.nodeid} created a CUDA context in the pytest process",
+                    pytrace=False)
 
 
 class SweepRun:
@@ -87,16 +117,17 @@ def write_sweep(tmp_path):
 @pytest.fixture
 def run_sweep(tmp_path):
     """Run a sweep for real. W&B is off unless a test asks (``wandb_mode="offline"``): the
-    W&B tests cover the runs, and an offline run per trial costs each test seconds."""
+    W&B tests cover the runs, and an offline run per trial costs each test seconds.
+    ``env``: the sweep's whole environment (the simulated NVML's tests give theirs)."""
 
     def run(sweep_file: Path, *extra: str, timeout: float = 120,
-            wandb_mode: str = "disabled") -> SweepRun:
+            wandb_mode: str = "disabled", env: dict[str, str] | None = None) -> SweepRun:
         log_dir = tmp_path / "log"
         proc = subprocess.run(
             [sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config", str(sweep_file),
              "--log-dir", str(log_dir), "--quiet", *extra],
             cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-            env=dict(os.environ, WANDB_MODE=wandb_mode))
+            env=dict(os.environ if env is None else env, WANDB_MODE=wandb_mode))
         return SweepRun(proc, log_dir)
 
     return run

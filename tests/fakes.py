@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpusweep.device import DeviceInfo
+from gpusweep.device import DeviceInfo, Namespace
 
 
 class FakeDevice:
@@ -14,10 +14,12 @@ class FakeDevice:
     """
 
     is_gpu = True
+    last_error = None
 
     def __init__(self, readings: Sequence[float], holders: Sequence[dict[int, float]] = ({},),
                  name: str = "FakeGPU", uuid: str = "GPU-fake-0000", index: int = 0) -> None:
         self.info = DeviceInfo(name=name, uuid=uuid, index=index, total_mb=16000.0)
+        self.namespace = Namespace.UNKNOWN
         self._readings = list(readings)
         self._holders = list(holders)
         self.reads = 0
@@ -28,12 +30,18 @@ class FakeDevice:
         self.reads += 1
         return value
 
+    def free_mb(self) -> float:
+        return self.info.total_mb - self._readings[min(self.reads, len(self._readings) - 1)]
+
     def process_memory_mb(self) -> dict[int, float]:
         value = self._holders[min(self.holder_reads, len(self._holders) - 1)]
         self.holder_reads += 1
         return dict(value)
 
     def utilization(self) -> float | None:
+        return None
+
+    def energy_mj(self) -> float | None:
         return None
 
 

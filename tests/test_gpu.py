@@ -1,16 +1,19 @@
 """Real CUDA: leaks in trial processes, real cleanup, the device back within tolerance.
 
-Marked ``gpu`` and skipped without CUDA. CUDA is probed in a subprocess, so that pytest's
-own process never holds a CUDA context (it would sit on the device the tests measure).
+Marked ``gpu`` and skipped without CUDA. The other tests run with the GPU hidden
+(conftest); these get it back through ``gpu_environ()``. CUDA is probed in a subprocess, so
+that pytest's own process never holds a CUDA context (it would sit on the device the tests
+measure). What they assert: the trial's processes were found (``peak_tree_mb`` > 0 for a
+trial that allocated), the CUDA context told apart from the allocation (a trial that only
+creates a context is the reference), and the device back to its baseline.
 """
 
-import os
 import subprocess
 import sys
 
 import psutil
 import pytest
-from conftest import ROOT, journal_tokens, processes_with_token, program
+from conftest import ROOT, gpu_environ, journal_tokens, processes_with_token, program
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 TOLERANCE_MB = 256
@@ -20,12 +23,12 @@ TOLERANCE_MB = 256
 def cuda_or_skip():
     probe = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, env=gpu_environ())
     if probe.stdout.strip() != "True":
         pytest.skip("needs a CUDA GPU")
     from gpusweep.device import default_device
 
-    if not default_device().is_gpu:
+    if not default_device(gpu_environ()).is_gpu:
         pytest.skip("CUDA works but NVML sees no GPU")
 
 
@@ -37,22 +40,34 @@ def leak_sweep(program_name, sizes):
 
 
 def test_a_cuda_leak_in_the_trial_is_gone_after_cleanup(write_sweep, run_sweep):
-    result = run_sweep(write_sweep(leak_sweep("cuda_leak.py", [512, 1024])), timeout=600)
+    # mb 0 creates the CUDA context and allocates nothing: the reference for the others.
+    result = run_sweep(write_sweep(leak_sweep("cuda_leak.py", [0, 512, 1024])), timeout=600,
+                       env=gpu_environ())
     assert result.returncode == 0, result.proc.stderr
-    for memory in result.memories():
-        mb, gpu = memory["params"]["mb"], memory["gpu"]
+    by_mb = {m["params"]["mb"]: m for m in result.memories()}
+    context = by_mb[0]["gpu"]
+    for mb in (512, 1024):
+        memory = by_mb[mb]
+        gpu = memory["gpu"]
         assert memory["status"] == "finished", memory["error"]
-        assert gpu["peak_used_mb"] - gpu["baseline_mb"] >= 0.9 * mb  # NVML saw it
         assert gpu["torch_peak_allocated_mb"] >= mb  # the trial reported it
-        assert gpu["residual_mb"] <= TOLERANCE_MB and memory["cleanup"]["clean"]
+        if gpu["attribution"] == "pid":  # NVML named the trial's process
+            assert gpu["peak_tree_mb"] > 0 and context["peak_tree_mb"] > 0
+            assert gpu["peak_tree_mb"] - context["peak_tree_mb"] >= 0.9 * mb
+        else:  # a container: NVML's PIDs are the host's; its device files were found
+            assert gpu["attribution"] == "device_files" and gpu["peak_tree_mb"] is None
+            rise = gpu["peak_used_mb"] - gpu["baseline_mb"]
+            assert rise - (context["peak_used_mb"] - context["baseline_mb"]) >= 0.9 * mb
+        assert gpu["residual_mb"] <= TOLERANCE_MB and memory["cleanup"]["clean"] is True
 
 
 def test_a_grandchild_holding_the_gpu_is_found_and_the_gpu_comes_back(write_sweep, run_sweep):
-    result = run_sweep(write_sweep(leak_sweep("cuda_escapee.py", [1024])), timeout=600)
+    result = run_sweep(write_sweep(leak_sweep("cuda_escapee.py", [1024])), timeout=600,
+                       env=gpu_environ())
     assert result.returncode == 0, result.proc.stderr
     (memory,) = result.memories()
     assert memory["cleanup"]["escapees_killed"] >= 1
-    assert memory["gpu"]["residual_mb"] <= TOLERANCE_MB and memory["cleanup"]["clean"]
+    assert memory["gpu"]["residual_mb"] <= TOLERANCE_MB and memory["cleanup"]["clean"] is True
     escapee = int((result.sweep_dir / memory["run"] / "escapee.pid").read_text())
     assert not psutil.pid_exists(escapee) or \
         psutil.Process(escapee).status() == psutil.STATUS_ZOMBIE
@@ -61,6 +76,6 @@ def test_a_grandchild_holding_the_gpu_is_found_and_the_gpu_comes_back(write_swee
 
 def test_gpu_cleanup_script_checks_the_gpu():
     proc = subprocess.run([sys.executable, "test_gpu_cleanup.py"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
+                          capture_output=True, text=True, timeout=600, env=gpu_environ())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "GPU used MB (NVML)" in proc.stdout and "skipped" not in proc.stdout

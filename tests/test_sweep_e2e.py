@@ -47,7 +47,7 @@ def test_grid_sweep_finishes_with_the_right_best_run(write_sweep, run_sweep):
         assert memory["host"]["peak_rss_mb"] > 0
         assert memory["gpu"]["peak_used_mb"] is None  # no GPU here: null, never invented
         assert memory["cleanup"] == {"processes_killed": 0, "escapees_killed": 0,
-                                     "wait_s": 0.0, "clean": True}
+                                     "wait_s": 0.0, "clean": True, "reason": None}
         trial_dir = result.sweep_dir / memory["run"]
         assert (trial_dir / "memory.csv").read_text().startswith("t,rss_mb,gpu_used_mb")
         assert "epoch 2" in (trial_dir / "output.log").read_text()

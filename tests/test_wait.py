@@ -2,21 +2,45 @@
 
 from fakes import FakeClock, FakeDevice
 
-from gpusweep.cleanup import fixed_wait_s, gpu_is_clean, wait_until_clean
-from gpusweep.device import NullDevice
+from gpusweep.cleanup import fixed_wait_s, wait_until_clean
+from gpusweep.device import Namespace, NullDevice
+from gpusweep.gpuview import Baseline, Usage, judge
 from gpusweep.isolation import WaitConfig
+
+NOBODY = Usage(0.0, 0.0, 0.0, False)  # NVML lists no process at all
 
 
 def test_decision_within_tolerance_and_no_holder():
-    assert gpu_is_clean(1100.0, 1000.0, 256.0, [])
-    assert not gpu_is_clean(1300.0, 1000.0, 256.0, [])
-    assert not gpu_is_clean(1000.0, 1000.0, 256.0, [4242])  # a trial pid still holds memory
-    assert gpu_is_clean(None, None, 256.0, [])
+    base = Baseline(1000.0, 0.0)
+    assert judge(1100.0, base, NOBODY, set(), 256.0).clean is True
+    # 300 MB above the baseline that no listed process holds: proven dirty
+    assert judge(1300.0, base, NOBODY, set(), 256.0).clean is False
+    assert judge(1000.0, base, NOBODY, {4242}, 256.0).clean is False  # a trial pid holds memory
+    unread = judge(None, base, NOBODY, set(), 256.0, "nvmlDeviceGetMemoryInfo: Unknown")
+    assert unread.clean is None and "Unknown" in unread.reason  # never clean unmeasured
+    assert judge(1000.0, Baseline(None), NOBODY, set(), 256.0).clean is None
+
+
+def test_foreign_growth_is_not_ours_and_foreign_release_does_not_hide_a_leak():
+    base = Baseline(1000.0, 500.0)  # a colleague held 500 MB before the first trial
+    grew = Usage(0.0, 0.0, 3500.0, False)  # ...and 3500 MB now
+    assert judge(4000.0, base, grew, set(), 256.0).clean is True
+    freed = Usage(0.0, 0.0, 0.0, False)  # the colleague left; we left 400 MB behind
+    verdict = judge(900.0, base, freed, set(), 256.0)
+    assert verdict.clean is False and verdict.residual_mb == 400.0
+
+
+def test_unattributable_memory_is_unknown_never_dirty_nor_clean():
+    container = Usage(None, None, None, False)  # NVML's PIDs are the host's
+    verdict = judge(3000.0, Baseline(1000.0, None), container, set(), 256.0)
+    assert verdict.clean is None and verdict.unattributable and "attributed" in verdict.reason
+    assert judge(1100.0, Baseline(1000.0, None), container, set(), 256.0).clean is True
 
 
 def wait(device, config=WaitConfig(), pids=(4242,)):
     clock = FakeClock()
-    result = wait_until_clean(device, 1000.0, pids, config, clock=clock, sleep=clock.sleep)
+    result = wait_until_clean(device, Baseline(1000.0, 0.0), pids, config, clock=clock,
+                              sleep=clock.sleep)
     return result, clock
 
 
@@ -41,7 +65,8 @@ def test_a_trial_pid_still_holding_memory_keeps_it_dirty():
 
 def test_never_clean_stops_at_max_s():
     result, clock = wait(FakeDevice([5000.0]), WaitConfig(max_s=2.0, poll_s=0.5))
-    assert not result.clean and result.wait_s == 2.0 and result.residual_mb == 4000.0
+    assert result.clean is False and result.wait_s == 2.0 and result.residual_mb == 4000.0
+    assert "held by no process" in result.reason and "max_s" in result.reason
     assert sum(clock.sleeps) == 2.0
 
 
@@ -81,13 +106,25 @@ def test_fixed_mode_sleeps_the_large_wait_after_a_large_trial():
 
 def test_none_mode_reads_once_and_reports_dirty():
     result, clock = wait(FakeDevice([3000.0]), WaitConfig(mode="none"))
-    assert clock.sleeps == [] and not result.clean and result.residual_mb == 2000.0
+    assert clock.sleeps == [] and result.clean is False and result.residual_mb == 2000.0
 
 
 def test_memory_of_neighbours_on_the_same_device_is_not_this_trials_residual():
     # Device: baseline 1000 MB + a neighbour trial's 3000 MB; this trial left nothing.
-    device = FakeDevice([4000.0])
+    device = FakeDevice([4000.0], holders=[{4343: 3000.0}])
+    device.namespace = Namespace.MATCHED
     clock = FakeClock()
-    result = wait_until_clean(device, 1000.0, {4242}, WaitConfig(), clock=clock,
-                              sleep=clock.sleep, others_mb=lambda: 3000.0)
+    result = wait_until_clean(device, Baseline(1000.0, 0.0), {4242}, WaitConfig(), clock=clock,
+                              sleep=clock.sleep, neighbour_pids=lambda: {4343})
     assert result.clean and result.residual_mb == 0.0 and clock.sleeps == []
+
+
+def test_a_failing_reading_is_retried_until_max_s_and_ends_unknown():
+    class Silent(FakeDevice):
+        last_error = "nvmlDeviceGetMemoryInfo: NVMLError_Unknown: Unknown Error"
+
+        def used_mb(self):
+            return None
+
+    result, _ = wait(Silent([0.0]), WaitConfig(max_s=1.0, poll_s=0.25))
+    assert result.clean is None and result.wait_s == 1.0 and "Unknown" in result.reason

@@ -76,7 +76,8 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
     table = json.loads(table_file.read_text())
     assert table["columns"] == ["run", "params", "status", "metric", "gpu_peak_mb",
                                 "host_peak_mb", "residual_mb", "wait_s", "clean",
-                                "processes_killed", "escapees_killed"]
+                                "processes_killed", "escapees_killed", "energy_j",
+                                "util_mean_pct", "util_peak_pct"]
     assert [row[0] for row in table["data"]] == trial_ids
     by_run = {row[0]: row for row in table["data"]}
     for row in record["trials"]:
@@ -84,7 +85,8 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
         assert by_run[row["run"]][1:] == [
             json.dumps(row["params"], sort_keys=True), "finished", memory["metric"]["best"],
             None, memory["host"]["peak_rss_mb"], None, 0.0, True,
-            memory["cleanup"]["processes_killed"], memory["cleanup"]["escapees_killed"]]
+            memory["cleanup"]["processes_killed"], memory["cleanup"]["escapees_killed"],
+            None, None, None]  # energy and utilization: no GPU here
     artifacts = {a["name"]: a for a in summary.artifacts}
     assert artifacts[f"sweep-{sweep_dir.name}"]["files"] == ["sweep.yaml"]
     assert artifacts[f"sweep-{sweep_dir.name}"]["type"] == "sweep-record"

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from gpusweep import trial  # noqa: E402
 from gpusweep.atomic import write_yaml  # noqa: E402
-from stockpred import engine  # noqa: E402
+from stockpred import devicebatches, engine  # noqa: E402
 from stockpred.cache import WindowDataset, load_or_build, make_loader  # noqa: E402
 from stockpred.config import (  # noqa: E402
     Config,
@@ -74,12 +74,25 @@ def train(config: Config, output_dir: str) -> dict:
     say(f"split: {split.summary()}")
     baseline = float(np.median(cache.targets[split.train]))
     baseline_mae = float(np.mean(np.abs(cache.targets[split.val] - baseline)))
-    pin = device.type == "cuda"
-    workers = config.train.num_workers
-    train_loader = make_loader(WindowDataset(cache, split.train), config.train.batch_size,
-                               True, workers, config.train.seed, pin)
-    val_loader = make_loader(WindowDataset(cache, split.val), config.train.batch_size * 4,
-                             False, workers, pin_memory=pin)
+    on_device = devicebatches.wanted(config.train.data_on_device, device,
+                                     cache.features.nbytes)
+    if on_device:  # the whole feature matrix on the device once; batches gathered there
+        matrix = devicebatches.to_device(cache.features, device)
+        train_loader = devicebatches.DeviceBatches(
+            matrix, cache.starts[split.train], cache.targets[split.train], cache.window,
+            config.train.batch_size, True, config.train.seed)
+        val_loader = devicebatches.DeviceBatches(
+            matrix, cache.starts[split.val], cache.targets[split.val], cache.window,
+            config.train.batch_size * 4, False)
+    else:  # batches read from the memmap (host memory stays flat at any size)
+        pin = device.type == "cuda"
+        workers = config.train.num_workers
+        train_loader = make_loader(WindowDataset(cache, split.train), config.train.batch_size,
+                                   True, workers, config.train.seed, pin)
+        val_loader = make_loader(WindowDataset(cache, split.val), config.train.batch_size * 4,
+                                 False, workers, pin_memory=pin)
+    say(f"batches: {'gathered on ' + str(device) if on_device else 'memmap loader'} "
+        f"(feature matrix {cache.features.nbytes / 2**20:.1f} MB)")
 
     # -- model and optimizer ---------------------------------------------------------------
     model = build_model(config.model, len(cache.feature_names)).to(device)
@@ -98,7 +111,7 @@ def train(config: Config, output_dir: str) -> dict:
     result = {
         "val_mae": None, "baseline_mae": baseline_mae, "best_epoch": None, "epochs": 0,
         "train_seconds": 0.0, "peak_gpu_mb": None, "peak_rss_mb": None, "finished": False,
-        "device": str(device),
+        "device": str(device), "data_on_device": on_device,
         "data": {"tickers": len(cache.meta["tickers"]), "rows": cache.meta["rows"],
                  "windows": len(cache), "features": cache.feature_names,
                  "cache": {"path": cache.path, "hit": hit}, "split": split.summary()},

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""``make gpu-check``: everything that needs a real GPU, in one command, into docs/GPU_CHECK.md.
+
+On a CUDA machine it runs, each with its own time limit inside one budget (under 8 minutes
+on an H100): ``pytest -m gpu``, ``python test_gpu_cleanup.py``, ``./test_memory_cleanup.sh``
+on a small memory sweep, and the GPU benchmarks (training throughput with the GPU's busy %,
+the two batch paths of the stock model, the overhead and residual of each wait policy). It
+then writes the page: device, driver, torch and CUDA, each step's result and figures.
+
+It uses the Python and torch it runs with and installs nothing. On a machine without a GPU
+it says so and exits 1, writing nothing. ``--dry-run`` prints the steps without running them;
+``--allow-cpu`` runs them anyway (the GPU parts skip), to check the command on a CPU.
+
+    python tools/gpu_check.py [--out docs/GPU_CHECK.md] [--budget-s 450] [--dry-run]
+                              [--allow-cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROBE = ("import json, torch; ok = torch.cuda.is_available(); print(json.dumps({"
+         "'torch': torch.__version__, 'cuda': torch.version.cuda, 'available': ok, "
+         "'name': torch.cuda.get_device_name(0) if ok else None, "
+         "'capability': list(torch.cuda.get_device_capability(0)) if ok else None}))")
+
+
+@dataclass
+class Step:
+    name: str
+    argv: list[str]
+    timeout_s: float
+    what: str
+    env: dict[str, str] = field(default_factory=dict)
+    json_result: bool = False  # a benchmark: its last line is a JSON object
+    no_skips: bool = False  # on a GPU nothing may skip (a skip would hide a missing GPU)
+
+
+def steps(python: str) -> list[Step]:
+    return [
+        Step("pytest -m gpu", [python, "-m", "pytest", "-m", "gpu", "-q", "-p",
+                               "no:cacheprovider", "tests/"], 240,
+             "real CUDA leaks in trials, a grandchild holding the GPU, the cleanup script: "
+             "the trial's processes found, the context told apart, the device back",
+             no_skips=True),
+        Step("test_gpu_cleanup.py", [python, "test_gpu_cleanup.py"], 150,
+             "the incident's own check, rebuilt: trials that exit without freeing",
+             no_skips=True),
+        Step("test_memory_cleanup.sh", ["./test_memory_cleanup.sh",
+                                        "sweeps/sweep_memory_small.yaml"], 200,
+             "a memory sweep of the stock model through tools/sweep.py, records checked",
+             env={"PYTHON": python, "TIMEOUT_S": "180"}),
+        Step("bench train_throughput", [python, "bench/train_throughput.py", "--quick",
+                                        "--json"], 150,
+             "samples/s and the GPU's busy % per architecture and batch, AMP on and off",
+             json_result=True),
+        Step("bench data_on_device", [python, "bench/data_on_device.py", "--quick", "--json"],
+             120, "the stock model's batches: memmap loader vs the matrix on the GPU",
+             json_result=True),
+        Step("bench inter_trial_overhead", [python, "bench/inter_trial_overhead.py", "--json",
+                                            "--trials", "3", "--repeats", "1"], 150,
+             "overhead per trial and the residual each wait policy leaves on the GPU",
+             json_result=True),
+    ]
+
+
+@dataclass
+class Outcome:
+    step: Step
+    code: int | None  # None: not run (time budget)
+    seconds: float
+    output: str
+    result: dict | None = None
+
+
+def run(step: Step, left_s: float, on_gpu: bool = True) -> Outcome:
+    limit = min(step.timeout_s, left_s)
+    if limit < 20:
+        return Outcome(step, None, 0.0, "not run: the time budget was spent")
+    started = time.monotonic()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE=os.environ.get("WANDB_MODE",
+                                                                           "disabled"),
+               **step.env)
+    try:
+        proc = subprocess.run(step.argv, cwd=ROOT, capture_output=True, text=True,
+                              timeout=limit, env=env)
+        code, output = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        code = 124
+        output = _text(exc.stdout) + _text(exc.stderr) + f"\n(stopped after {limit:.0f} s)"
+    if step.no_skips and code == 0 and on_gpu and re.search(r"\bskipped\b", output):
+        code = 3  # passed only because the GPU part did not run
+        output += "\n(gpu-check: counted as a failure: it skipped on a machine with a GPU)"
+    result = None
+    if step.json_result and code == 0:
+        try:
+            result = json.loads(output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = None
+    return Outcome(step, code, time.monotonic() - started, output, result)
+
+
+def probe(python: str) -> dict:
+    """torch's view (in a subprocess: this process never creates a CUDA context) and NVML's."""
+    proc = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    try:
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        info = {"available": False, "error": (proc.stderr or proc.stdout).strip()[-300:]}
+    from gpusweep.devicescan import scan_devices
+
+    scan = scan_devices()
+    info["nvml"] = [f"{d.info.label}: {d.info.name} ({d.info.uuid}, "
+                    f"{d.info.total_mb or 0:.0f} MB)" for d in scan.devices]
+    info["driver"] = scan.driver
+    info["nvml_problems"] = scan.problems
+    return info
+
+
+def page(info: dict, outcomes: list[Outcome], total_s: float) -> str:
+    lines = ["# GPU check", "",
+             "Written by `make gpu-check` (`python tools/gpu_check.py`) on a machine with a GPU: "
+             "the checks CI cannot run. Each step's command, result and time, then its figures.",
+             "", f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+             f"- GPU (torch): {info.get('name')}, compute capability "
+             f"{'.'.join(map(str, info.get('capability') or [])) or '?'}",
+             f"- NVML: {'; '.join(info['nvml']) or 'none'}; driver {info.get('driver')}",
+             f"- torch {info.get('torch')}, CUDA {info.get('cuda')}, Python "
+             f"{sys.version.split()[0]}",
+             f"- total: {total_s:.0f} s", "",
+             "| step | what it checks | result | seconds |", "| --- | --- | --- | --- |"]
+    for o in outcomes:
+        result = "not run" if o.code is None else ("pass" if o.code == 0 else f"FAIL ({o.code})")
+        argv = o.step.argv[1:] if o.step.argv[0] == sys.executable else o.step.argv
+        lines.append(f"| `{' '.join(['python', *argv] if argv is not o.step.argv else argv)}` "
+                     f"| {o.step.what} | {result} | {o.seconds:.0f} |")
+    for o in outcomes:
+        lines += ["", f"## {o.step.name}", ""]
+        if o.result is not None:
+            lines += ["```json", json.dumps(o.result, indent=1, sort_keys=True), "```"]
+        else:
+            tail = "\n".join(o.output.strip().splitlines()[-40:])
+            lines += ["```", tail or "(no output)", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "GPU_CHECK.md"))
+    parser.add_argument("--budget-s", type=float, default=450.0)
+    parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="run the steps without a GPU too (checks this command itself; "
+                        "the GPU parts skip)")
+    args = parser.parse_args(argv)
+    python = sys.executable
+    if args.dry_run:
+        for step in steps(python):
+            print(f"{step.name}: {' '.join(step.argv)} (at most {step.timeout_s:.0f} s)")
+        return 0
+    info = probe(python)
+    if (not info.get("available") or not info["nvml"]) and not args.allow_cpu:
+        why = [] if info.get("available") else ["torch.cuda.is_available() is False"]
+        why += [] if info["nvml"] else ["NVML sees no GPU"]
+        print(f"gpu-check: no GPU on this machine ({'; '.join(why)}): nothing run, "
+              f"{args.out} not written", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    outcomes = []
+    for step in steps(python):
+        left = args.budget_s - (time.monotonic() - started)
+        print(f"gpu-check: {step.name} ...", flush=True)
+        outcome = run(step, left, on_gpu=bool(info.get("available") and info["nvml"]))
+        outcomes.append(outcome)
+        print(f"gpu-check: {step.name}: "
+              f"{'not run' if outcome.code is None else outcome.code} "
+              f"({outcome.seconds:.0f} s)", flush=True)
+    total = time.monotonic() - started
+    Path(args.out).write_text(page(info, outcomes, total))
+    failed = [o.step.name for o in outcomes if o.code != 0]
+    print(f"gpu-check: wrote {args.out} in {total:.0f} s"
+          + (f"; failed or not run: {', '.join(failed)}" if failed else "; all passed"))
+    return 1 if failed else 0
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
