@@ -28,7 +28,7 @@ from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
-from gpusweep.launcher import TrialPaths
+from gpusweep.launcher import TrialPaths, with_config_file
 from gpusweep.leak import leak_verdict
 from gpusweep.monitor import Monitor
 from gpusweep.oom import oom_line
@@ -74,8 +74,10 @@ class RunningTrial:
         predicted_peak_mb: float | None = None,
         fit_note: str | None = None,
         proposed: dict[str, Any] | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.run_id = run_id
+        self.config_file = config_file
         self.slot = slot
         self.predicted_peak_mb = predicted_peak_mb
         self.fit_note = fit_note
@@ -101,7 +103,9 @@ class RunningTrial:
         self.t_start = 0.0
         self.t_exit: float | None = None
         self._unix: dict[str, float] = {}  # phase -> unix time, for the record's timeline
-        self._tail = EventTail(self.paths.events)
+        # A run the W&B server hands out again (``resume``) finds its old events here: only
+        # what it reports from now on is this trial's.
+        self._tail = EventTail(self.paths.events, from_end=True)
         self._ends: list[EndResult] = []
 
     # -- start ---------------------------------------------------------------------------
@@ -110,6 +114,8 @@ class RunningTrial:
         spec = self.spec
         self.argv = launcher.build_argv(spec.command, spec.program, self.params,
                                         self.paths.args_json_file, environ=environ)
+        if self.config_file:
+            self.argv = with_config_file(self.argv, self.config_file)
         launcher.write_param_files(self.paths, self.params,
                                    argv_uses_json="${args_json_file}" in spec.command)
         env = launcher.trial_env(environ, sweep_id=self.sweep_id, run_id=self.run_id,
@@ -198,9 +204,20 @@ class RunningTrial:
         return asked
 
     def request_stop(self, reason: StopReason, text: str | None = None) -> None:
-        """Mark the trial for stopping; :meth:`finish` ends the tree. The first reason sticks."""
+        """Mark the trial for stopping; :meth:`finish` ends the tree. The first reason sticks.
+
+        A preemption leaves a marker file in the trial's directory before the tree gets its
+        SIGTERM: the trial's bootstrap then marks its W&B run preempting
+        (``run.mark_preempting()``) before it exits, so the server hands the run out again.
+        """
         if self.stop_reason is None:
             self.stop_reason, self.reason_text = reason, text
+            if reason is StopReason.PREEMPT:
+                try:
+                    with open(self.paths.preempt_marker, "w", encoding="utf-8") as handle:
+                        handle.write("preempted\n")
+                except OSError:
+                    pass  # the run is then not marked; the trial still ends
 
     @property
     def stopping(self) -> bool:
@@ -222,8 +239,9 @@ class RunningTrial:
         """
         assert self.popen is not None and self.monitor is not None
         try:
-            if self.exited() and self.stop_reason in (StopReason.HYPERBAND,
-                                                      StopReason.INTERRUPT):
+            if self.exited() and self.stop_reason in (StopReason.HYPERBAND, StopReason.SERVER,
+                                                      StopReason.INTERRUPT,
+                                                      StopReason.PREEMPT):
                 # It ended on its own before we signalled anything: its exit decides.
                 self.stop_reason = self.reason_text = None
             if self.stop_reason is StopReason.STALL and self.t_exit is None:
@@ -268,7 +286,7 @@ class RunningTrial:
         killer = failed and guards.oom_killer_suspected(
             returncode, False, peaks.rss_mb, peaks.min_available_mb, _machine_mb())
         status = classify(returncode, self.stop_reason, cuda_oom=oom is not None,
-                          oom_killer=killer)
+                          oom_killer=killer, preempting=self.events.preempting)
         reason = self.reason_text
         if killer:
             reason = ("SIGKILL that gpusweep did not send, with host memory nearly exhausted: "
@@ -297,7 +315,7 @@ class RunningTrial:
             proposed=self.proposed,
             oom_line=oom,
             metric=MetricSummary(self.events.metric_name, values[-1] if values else None, best,
-                                 len(self.events.history)),
+                                 len(values)),  # reports of the metric, not of any row
             gpu=GpuRecord(
                 device=self.device.info.name,
                 index=self.device.info.index,
@@ -320,6 +338,7 @@ class RunningTrial:
             leak=LeakRecord(leak.rss_mb_per_step, leak.gpu_mb_per_step, leak.suspected),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
+            wandb_run=self.events.wandb_run,
             timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
         )
 

@@ -15,6 +15,7 @@
   locally the id travels as ``GPUSWEEP_SWEEP_ID`` and as the group and tag instead. wandb
   still reads the params from ``WANDB_SWEEP_PARAM_PATH`` without a sweep id.
 - One project for every run of a sweep, trials and summary alike (:func:`resolve_project`).
+- No trial inherits the orchestrator's wandb service (:data:`LIVE_PROCESS_VARS`).
 """
 
 from __future__ import annotations
@@ -25,20 +26,76 @@ from collections.abc import Mapping
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 
-DEFAULT_PROJECT = "uncategorized"  # what ``wandb sweep`` uses when no project is given
+DEFAULT_PROJECT = "uncategorized"  # wandb's last resort (util.auto_project_name outside git)
+# wandb-internal variables that point at a live process. In wandb 0.31 that is the service
+# token alone (wandb/env.py SERVICE, written by sdk/lib/service/service_token.py): the pid
+# and socket of the wandb-core that the first ``wandb.Api()`` or ``wandb.init()`` started.
+# ``wandb agent`` pops it from every run's environment (wandb_agent.py, AgentProcess); a
+# trial that inherits it runs inside the orchestrator's service, or fails with
+# ``WandbServiceConnectionError`` once that service is gone.
+LIVE_PROCESS_VARS = ("WANDB_SERVICE",)
+
+
+def without_live_wandb(env: dict[str, str]) -> dict[str, str]:
+    """Remove the variables that attach a process to another's wandb service (in place)."""
+    for name in LIVE_PROCESS_VARS:
+        env.pop(name, None)
+    return env
 
 
 def resolve_project(cli_project: str | None, yaml_project: str | None,
-                    environ: Mapping[str, str] | None = None) -> str:
-    """The sweep's W&B project, in ``wandb sweep``'s order: ``--project``, the sweep file's
-    ``project``, ``WANDB_PROJECT``, then ``uncategorized``.
+                    program: str | None = None, environ: Mapping[str, str] | None = None,
+                    settings_project: str | None | object = None) -> str:
+    """The sweep's W&B project, in ``wandb sweep``'s order (wandb/cli/cli.py, ``sweep``):
+    ``--project``, ``WANDB_PROJECT``, the sweep file's ``project``, wandb's settings
+    (``wandb/settings`` files: what ``api.settings["project"]`` holds), then the program's
+    git repository name (``wandb.util.auto_project_name``: ``uncategorized`` outside git).
 
     Resolved once by the orchestrator and given to every run, because wandb's own fallback
-    (derived from the cwd and program) differs between the trials and the summary run.
+    differs between the trials and the summary run. ``settings_project``: what the caller
+    already read from wandb's settings (cloud mode: the API's), else read here.
     """
     environ = os.environ if environ is None else environ
-    return (cli_project or yaml_project or environ.get("WANDB_PROJECT")
-            or DEFAULT_PROJECT)
+    chosen = cli_project or environ.get("WANDB_PROJECT") or yaml_project
+    if chosen:
+        return chosen
+    from_settings = _settings("project") if settings_project is None else settings_project
+    if isinstance(from_settings, str) and from_settings:
+        return from_settings
+    return _auto_project_name(program)
+
+
+def resolve_entity(cli_entity: str | None, yaml_entity: str | None,
+                   environ: Mapping[str, str] | None = None,
+                   settings_entity: str | None | object = None) -> str | None:
+    """The sweep's W&B entity in ``wandb sweep``'s order: ``--entity``, ``WANDB_ENTITY``,
+    the file's ``entity``, wandb's settings; None leaves it to the server (the key's
+    default entity)."""
+    environ = os.environ if environ is None else environ
+    chosen = cli_entity or environ.get("WANDB_ENTITY") or yaml_entity
+    if chosen:
+        return chosen
+    from_settings = _settings("entity") if settings_entity is None else settings_entity
+    return from_settings if isinstance(from_settings, str) and from_settings else None
+
+
+def _settings(name: str) -> str | None:
+    """A value of wandb's settings files (no login, no network)."""
+    try:
+        from wandb.sdk import wandb_setup
+
+        return getattr(wandb_setup.singleton().settings, name, None)
+    except Exception:  # unreadable settings: wandb sweep would fail the same way
+        return None
+
+
+def _auto_project_name(program: str | None) -> str:
+    try:
+        from wandb.util import auto_project_name
+
+        return auto_project_name(program) or DEFAULT_PROJECT
+    except Exception:
+        return DEFAULT_PROJECT
 
 
 def run_group(sweep_id: str, sweep_name: str | None) -> str:
@@ -58,6 +115,7 @@ def add_trial_wandb_env(env: dict[str, str], *, sweep_id: str,
     if env.get("WANDB_DIR"):
         env.setdefault("WANDB_DATA_DIR", data_dir(env["WANDB_DIR"]))
     env["PYTHONPATH"] = with_bootstrap(env.get("PYTHONPATH"))
+    without_live_wandb(env)
 
 
 def data_dir(sweep_dir: str) -> str:
