@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 
@@ -80,11 +81,26 @@ def resolve_entity(cli_entity: str | None, yaml_entity: str | None,
 
 
 def _settings(name: str) -> str | None:
-    """A value of wandb's settings files (no login, no network)."""
-    try:
-        from wandb.sdk import wandb_setup
+    value = getattr(_system_settings(), name, None)
+    return value if isinstance(value, str) else None
 
-        return getattr(wandb_setup.singleton().settings, name, None)
+
+@functools.cache
+def _system_settings() -> object:
+    """wandb's settings files (``$WANDB_CONFIG_DIR/settings`` or
+    ``~/.config/wandb/settings``, then ``./wandb/settings``), read by wandb's own
+    ``Settings`` as ``wandb_setup`` does, without setting wandb up in this process (no
+    login, no network, no service)."""
+    try:
+        from wandb.sdk.wandb_settings import Settings
+
+        config_dir = os.environ.get("WANDB_CONFIG_DIR")
+        settings = Settings()
+        settings.settings_system = os.path.join(
+            os.path.expanduser(config_dir) if config_dir else
+            os.path.expanduser(os.path.join("~", ".config", "wandb")), "settings")
+        settings.update_from_system_settings()
+        return settings
     except Exception:  # unreadable settings: wandb sweep would fail the same way
         return None
 

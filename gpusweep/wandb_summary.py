@@ -105,6 +105,8 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
         with open(os.path.join(sweep_dir, LOG_NAME), "ab") as log:
             proc = subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
+        write_yaml(os.path.join(sweep_dir, OUTCOME_NAME),
+                   {"state": "writing", "pid": proc.pid, "agent": argv[5]})
     except OSError as exc:
         print(f"warning: the W&B summary run was not started ({exc})", file=sys.stderr,
               flush=True)

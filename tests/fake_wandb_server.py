@@ -91,7 +91,7 @@ class FakeWandbServer:
         self._stops: set[str] = set()  # runs to stop: re-sent until gone
         self._hooks: list[Callable[[Heartbeat], list[dict[str, Any]] | None]] = []
         self._lock = threading.RLock()  # hooks call stop() and send() while it is held
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -375,6 +375,19 @@ class FakeWandbServer:
             "project": {"id": "p1", "name": project, "entity": {"id": "e1",
                                                                  "name": self.entity}}}}}}
 
+    def _op_RunResumeStatus(self, variables: dict[str, Any]) -> tuple[int, dict[str, Any]]:  # noqa: N802
+        """Whether a run exists yet (asked before a ``resume="allow"`` run is written)."""
+        run = self._find_run(str(variables.get("name")))
+        bucket = None if run is None else {
+            "id": f"run-{run.name}", "name": run.name, "displayName": run.name,
+            "summaryMetrics": json.dumps(run.summary), "logLineCount": 0,
+            "historyLineCount": 0, "eventsLineCount": 0, "historyTail": "[]",
+            "eventsTail": "[]", "config": json.dumps(run.config), "tags": [],
+            "wandbConfig": "{}"}
+        return 200, {"data": {"model": {"id": "p1", "name": variables.get("project"),
+                                        "entity": {"id": "e1", "name": self.entity},
+                                        "bucket": bucket}}}
+
     def _op_CreateRunFiles(self, variables: dict[str, Any]) -> tuple[int, dict[str, Any]]:  # noqa: N802
         """Upload URLs for a run's files: PUTs to this server, which keeps only the names."""
         run = str(variables.get("run"))
@@ -399,6 +412,11 @@ class FakeWandbServer:
             if name in sweep.runs:
                 return sweep.runs[name]
         return self.uploaded.get(name)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (wandb-core's timeouts, a killed agent) is not an error."""
 
 
 class _GraphQLError(Exception):

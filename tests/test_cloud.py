@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, journal_tokens, processes_with_token, program
+from conftest import ROOT, journal_tokens, processes_with_token, program, wait_for_summary
 from fake_wandb_server import FakeWandbServer
 from wandb_records import offline_runs, read_run
 
@@ -77,19 +77,6 @@ class Agent:
 
     def memory(self, sweep_id: str, run: str) -> dict:
         return yaml.safe_load((self.sweep_dir(sweep_id) / run / "memory.yaml").read_text())
-
-
-def wait_for_summary(sweep_dir: Path, timeout_s: float = 120) -> dict:
-    """The detached summary subprocess's outcome, once it is done."""
-    path = sweep_dir / "summary-run.yaml"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists():
-            outcome = yaml.safe_load(path.read_text()) or {}
-            if outcome.get("state") in ("written", "failed"):
-                return outcome
-        time.sleep(0.1)
-    raise AssertionError(f"no summary outcome in {sweep_dir}")
 
 
 def test_a_joined_sweep_runs_the_servers_runs_until_it_says_exit(server, tmp_path):
