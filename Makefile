@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SWEEP  ?= sweeps/sweep_quick.yaml
 
-.PHONY: venv sweep test lint bench clean
+.PHONY: venv sweep test test-frameworks lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,frameworks]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,6 +24,10 @@ lint: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Only the real-framework sweeps (also part of `make test`)
+test-frameworks: venv
+	$(BIN)/python -m pytest -m frameworks
 
 bench: venv
 	$(BIN)/python bench/run_all.py
