@@ -66,6 +66,9 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack
             self.out, self.err = self.proc.communicate(timeout=30)
+            for journal in self.log_dir.glob("*/journal.jsonl"):  # leave no trial behind
+                for pid in processes_with_token(journal_tokens(journal.parent)):
+                    os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"agent still running after {timeout} s:\n{self.err}") from None
         return self.proc.returncode
 
@@ -115,13 +118,58 @@ def test_wandb_creates_the_sweep_in_the_project_wandb_sweep_would_use(server, tm
     assert agent.sweep(sweep.name)["sweep"]["project"] == "env-project"
 
 
+SLOW_GPU_AGENT = """
+import os, sys, time
+import psutil, wandb
+sys.path.insert(0, {tests!r})
+from fakes import FakeDevice
+from gpusweep.cloud_source import CloudSource
+from gpusweep.config import parse_sweep
+from gpusweep.display import QuietDisplay
+from gpusweep.runner import SweepOptions, SweepRunner
+
+
+class SlowReleaseDevice(FakeDevice):
+    \"\"\"FAKE GPU whose memory comes back 5 s after the trial's last process is gone.\"\"\"
+
+    def __init__(self):
+        super().__init__([100.0])
+        self.baseline_taken, self.last_seen = False, None
+
+    def used_mb(self):
+        if not self.baseline_taken:
+            self.baseline_taken = True
+            return 100.0
+        now = time.monotonic()
+        if any({program!r} in " ".join(p.info["cmdline"] or ())
+               for p in psutil.process_iter(["cmdline"]) if p.pid != os.getpid()):
+            self.last_seen = now
+        if self.last_seen is not None and now - self.last_seen < 5:
+            return 900.0
+        return 100.0
+
+
+spec = parse_sweep({config!r}, "fake-sweep")
+os.environ.update(WANDB_SWEEP_ID={sweep!r}, WANDB_ENTITY="team", WANDB_PROJECT="proj")
+source = CloudSource(api=wandb.Api(), sweep_id={sweep!r}, spec=spec, entity="team",
+                     project="proj", slots=1, trial_mode="offline", interval_s={interval!r})
+options = SweepOptions(log_dir={log_dir!r}, project="proj", entity="team")
+sys.exit(SweepRunner(spec, options, [SlowReleaseDevice()], QuietDisplay(), source).run())
+"""
+
+
 def test_heartbeats_go_on_while_a_trial_is_finished_and_a_run_waits(server, tmp_path):
-    """A trial that ignores SIGTERM (grace 6 s) is stopped by the server; meanwhile another
-    run arrives for the busy slot: it is queued, and no heartbeat waits for either."""
-    sweep = server.add_sweep({"program": "tests/faults/ignore_term.py", "method": "grid",
-                              "parameters": {"x": {"values": [1]}}}, propose=False)
+    """A trial that ignores SIGTERM (grace 15 s) is stopped by the server, and the GPU comes
+    back only 5 s after its tree is gone; meanwhile another run arrives for the busy slot:
+    it is queued, and no heartbeat waits for any of it."""
+    program_copy = tmp_path / f"ignore_term_{os.getpid()}_{time.monotonic_ns()}.py"
+    program_copy.write_text((ROOT / "tests" / "faults" / "ignore_term.py").read_text())
+    config = {"program": str(program_copy), "method": "grid",
+              "parameters": {"x": {"values": [1]}}}
+    sweep = server.add_sweep(config, propose=False)
     interval = 0.5
     state = {"stopped": None}
+    log = tmp_path / "log" / sweep.name
 
     def script(beat):
         running = [r for r, up in beat.run_states.items() if up]
@@ -129,8 +177,8 @@ def test_heartbeats_go_on_while_a_trial_is_finished_and_a_run_waits(server, tmp_
             return [{"type": "run", "run_id": "hold1", "program": "x", "args": {
                 "x": {"value": 1}}}]
         if running == ["hold1"] and state["stopped"] is None:
-            events = tmp_path / "log" / sweep.name / "hold1" / "output.log"
-            if events.exists() and "ignoring" in events.read_text():
+            output = log / "hold1" / "output.log"
+            if output.exists() and "ignoring" in output.read_text():
                 state["stopped"] = time.monotonic()
                 server.stop("hold1")
                 return [{"type": "run", "run_id": "next2", "program": "x", "args": {
@@ -140,21 +188,24 @@ def test_heartbeats_go_on_while_a_trial_is_finished_and_a_run_waits(server, tmp_
         return []
 
     server.on_heartbeat(script)
-    config = f"isolation: {{stop: {{grace_s: 6}}}}\n{yaml.safe_dump(sweep.config)}"
-    local = tmp_path / "iso.yaml"
-    local.write_text(config)
-    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
-                  "--sweep-config", str(local), interval_s=interval)
-    assert agent.wait(timeout=60) == 0, agent.err
-    record = agent.sweep(sweep.name)
+    isolation = {"stop": {"grace_s": 15}, "wait": {"max_s": 30, "tolerance_mb": 256}}
+    code = SLOW_GPU_AGENT.format(tests=str(ROOT / "tests"), program=program_copy.name,
+                                 config=dict(
+        config, isolation=isolation), sweep=sweep.name, interval=interval,
+        log_dir=str(tmp_path / "log"))
+    env = server.env(tmp_path / "home")
+    env.update(WANDB_MODE="offline")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = yaml.safe_load((log / "sweep.yaml").read_text())
     statuses = {r["run"]: r["status"] for r in record["trials"]}
     assert statuses == {"hold1": "stopped", "next2": "killed"}  # next2 ran after, queued
-    hold = agent.memory(sweep.name, "hold1")
-    assert hold["cleanup"]["processes_killed"] >= 1 and hold["reason"] == \
-        "stopped by the W&B server"
-    beats = [b.t for b in server.heartbeats]
-    during = [b for b in beats if state["stopped"] <= b]
-    assert len(during) > 10  # the 6 s grace and the next run are covered
+    hold = yaml.safe_load((log / "hold1" / "memory.yaml").read_text())
+    assert hold["cleanup"]["processes_killed"] >= 1 and hold["cleanup"]["clean"]
+    assert hold["reason"] == "stopped by the W&B server" and hold["cleanup"]["wait_s"] > 1
+    during = [b.t for b in server.heartbeats if state["stopped"] <= b.t]
+    assert len(during) > 20  # the 15 s grace, the GPU wait and the next run are covered
     gaps = [later - earlier for earlier, later in zip(during, during[1:], strict=False)]
     assert max(gaps) < 2 * interval, gaps  # never waiting on the trial's finish
     # the queued run was reported as the agent's while it waited
