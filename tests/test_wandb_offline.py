@@ -96,12 +96,26 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
     assert staged, "artifact files are staged inside the sweep dir, for wandb sync"
 
 
-def test_without_a_project_every_run_lands_in_uncategorized(offline_sweep):
+def auto_project(program_path):
+    """The project ``wandb sweep`` would name after the program's git repository (run from
+    the repository root, as the sweeps here are)."""
+    code = ("from wandb.util import auto_project_name; "
+            f"print(auto_project_name({program_path!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True).stdout.strip()
+
+
+def test_without_a_project_every_run_lands_in_wandb_sweeps_project(offline_sweep):
     """wandb's own fallback names a project after the cwd and program (and a different one
-    for the summary run); the orchestrator resolves one for all of them instead."""
+    for the summary run); the orchestrator resolves one for all of them instead, as
+    ``wandb sweep`` would: here, after the git repository and the program's directory."""
     sweep_dir, _ = offline_sweep
     runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
-    assert len(runs) == 3 and {run.project for run in runs} == {"uncategorized"}
+    expected = auto_project(program("quadratic.py"))
+    assert expected not in ("", "uncategorized") or not (ROOT / ".git").exists()
+    assert len(runs) == 3 and {run.project for run in runs} == {expected}
+    header = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["sweep"]
+    assert header["project"] == expected
 
 
 def test_project_option_puts_trials_and_summary_in_that_project(write_sweep, tmp_path):
@@ -183,8 +197,8 @@ def test_trials_ending_at_their_start_still_have_their_run(write_sweep, tmp_path
                                   / "output.log").read_text()
     early = read_run(runs[by_mode["raise_early"]["run"]])
     assert early.config == {"mode": "raise_early"} and early.exit_code == 1
-    assert (early.project, early.job_type, early.tags) == ("uncategorized", "trial",
-                                                          [sweep_dir.name])
+    assert (early.project, early.job_type, early.tags) == (
+        auto_project(program("early_end.py")), "trial", [sweep_dir.name])
     assert early.summary["gpusweep/status"] == "failed"
 
 
