@@ -23,7 +23,8 @@ from bench.common import ROOT, machine  # noqa: E402
 from bench.targets import check_targets, render  # noqa: E402
 
 BENCHMARKS = ["inter_trial_overhead", "trial_startup", "monitor_overhead", "parent_scale",
-              "fault_detection", "slots_scaling", "data_pipeline", "train_throughput"]
+              "fault_detection", "slots_scaling", "data_pipeline", "train_throughput",
+              "wandb_agent"]
 
 
 def run_one(name: str, full: bool) -> dict:
