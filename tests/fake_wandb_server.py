@@ -81,6 +81,7 @@ class FakeWandbServer:
         self.sweeps: dict[str, FakeSweep] = {}
         self.agents: dict[str, str] = {}  # agent id -> sweep name
         self.heartbeats: list[Heartbeat] = []
+        self.sent: list[tuple[str, dict[str, Any]]] = []  # (agent, command), in order
         self.operations: list[str] = []  # every GraphQL operation name, in order
         self.refuse_agents: str | None = None  # a GraphQL error for createAgent
         self.uploaded: dict[str, FakeRun] = {}  # runs created outside any sweep (wandb sync)
@@ -302,6 +303,7 @@ class FakeWandbServer:
         if not any(states.values()) and not any(c["type"] in ("run", "resume", "exit")
                                                 for c in commands):
             commands += self._propose(sweep, agent)
+        self.sent += [(agent, command) for command in commands]
         for command in commands:
             if command["type"] in ("run", "resume"):
                 run = sweep.runs.get(command["run_id"])

@@ -211,6 +211,9 @@ def test_heartbeats_go_on_while_a_trial_is_finished_and_a_run_waits(server, tmp_
     # the queued run was reported as the agent's while it waited
     assert any(b.run_states.get("next2") and b.run_states.get("hold1")
                for b in server.heartbeats)
+    # the server re-sent the stop on every heartbeat until the run was gone: one stop
+    stops = [c for _, c in server.sent if c == {"type": "stop", "run_id": "hold1"}]
+    assert len(stops) > 10 and hold["cleanup"]["processes_killed"] == 1
 
 
 def test_a_stop_past_hyperbands_first_band_is_stopped_early_and_before_it_stopped(
