@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 class LocalSource:
     """The engine's proposals and Hyperband's stops, for a sweep id of our own."""
 
+    server_runs = False  # trials without a run get a stand-in from the summary step
+    exit_code: int | None = None  # the sweep's own end decides the exit code
+
     def __init__(self, spec: SweepSpec, sweep_id: str, resume: bool = False) -> None:
         self.spec = spec
         self.sweep_id = sweep_id

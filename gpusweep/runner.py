@@ -147,7 +147,7 @@ class SweepRunner:
             self._loop()
             if self._interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
-            code = getattr(self.source, "exit_code", None) or code
+            code = self.source.exit_code or code
         except SweepAborted as exc:
             state, code, aborted = "aborted", exc.exit_code, str(exc)
         except BaseException:
@@ -165,7 +165,7 @@ class SweepRunner:
             publish_summary(self.sweep_dir, state, self.source.trial_environ(dict(os.environ)),
                             project=self.project, entity=self.options.entity,
                             agent=agent_key(self.sweep_dir),
-                            backfill=not getattr(self.source, "server_runs", False))
+                            backfill=not self.source.server_runs)
             self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()

@@ -34,6 +34,8 @@ class Pending:
 class TrialSource(Protocol):
     sweep_id: str
     resume: bool  # go on from the sweep directory's journal
+    server_runs: bool  # the W&B server makes every trial's run (no stand-ins)
+    exit_code: int | None  # set when the source ended the sweep for its own reason
 
     def restored(self, runner: SweepRunner, orphans: list[TrialRecord]) -> None:
         """After a restart: ``orphans`` are the trials a dead orchestrator left running."""
