@@ -29,11 +29,11 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
+from fake_http import QuietServer, handler_for
 
 API_KEY = "f" * 40  # a well-formed key; the fake accepts any
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -92,8 +92,7 @@ class FakeWandbServer:
         self._stops: set[str] = set()  # runs to stop: re-sent until gone
         self._hooks: list[Callable[[Heartbeat], list[dict[str, Any]] | None]] = []
         self._lock = threading.RLock()  # hooks call stop() and send() while it is held
-        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = QuietServer(("127.0.0.1", 0), handler_for(self))
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     # -- test-side controls ------------------------------------------------------------
@@ -164,46 +163,11 @@ class FakeWandbServer:
         return False
 
     # -- the server ----------------------------------------------------------------------
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+    def upload(self, path: str) -> None:
+        with self._lock:
+            self.uploads.append(path)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                size = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(size) if size else b""
-                if self.path.endswith("/file_stream"):
-                    return self._send(200, server._file_stream(self.path, body))
-                if self.path.rstrip("/") != "/graphql":
-                    return self._send(200, {})  # telemetry and the like
-                status, answer = server._graphql(json.loads(body or b"{}"))
-                self._send(status, answer)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._send(200, {})
-
-            def do_PUT(self) -> None:  # noqa: N802 - a file upload
-                size = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(size)
-                with server._lock:
-                    server.uploads.append(self.path)
-                self._send(200, {})
-
-            def _send(self, status: int, answer: dict[str, Any]) -> None:
-                raw = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-        return Handler
-
-    def _graphql(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def graphql(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         query = request.get("query") or ""
         variables = request.get("variables") or {}
         match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
@@ -398,7 +362,7 @@ class FakeWandbServer:
         return 200, {"data": {"createRunFiles": {"runID": f"run-{run}", "uploadHeaders": [],
                                                  "files": files}}}
 
-    def _file_stream(self, path: str, body: bytes) -> dict[str, Any]:
+    def stream(self, path: str, body: bytes) -> dict[str, Any]:
         """``/files/<entity>/<project>/<run>/file_stream``: history, summary, exit code."""
         run = path.rstrip("/").split("/")[-2]
         try:
@@ -414,11 +378,6 @@ class FakeWandbServer:
             if name in sweep.runs:
                 return sweep.runs[name]
         return self.uploaded.get(name)
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hung up (wandb-core's timeouts, a killed agent) is not an error."""
 
 
 class _GraphQLError(Exception):
