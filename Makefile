@@ -23,12 +23,12 @@ GPU_WHEELS := wandb==0.31.0 sweeps==0.3.0 cwevals==0.0.1b1 annotated-types==0.8.
 WHEEL_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64
 
-.PHONY: venv sweep test lint bench bench-peers clean gpu-check gpu-wheels
+.PHONY: venv sweep test test-frameworks lint bench bench-peers clean gpu-check gpu-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,frameworks]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,6 +42,10 @@ lint: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Only the real-framework sweeps (also part of `make test`)
+test-frameworks: venv
+	$(BIN)/python -m pytest -m frameworks
 
 bench: venv
 	$(BIN)/python bench/run_all.py

@@ -33,6 +33,8 @@ TARGETS = [
      "warm start, flat memory: main process private growth per epoch (MB)"),
     ("train_throughput", "gpu_util_percent_gru_1024", ">", 85.0,
      "GPU busy, default GRU at batch 1024 (%)"),
+    ("wandb_agent", "heartbeat_max_gap_over_interval", "<", 2.0,
+     "cloud agent: longest heartbeat gap while a trial is stopped (15 s grace) / interval"),
 ]
 
 

@@ -5,7 +5,8 @@ trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: a
 4 the first trials all failed fast (``isolation.flapping``); 5 the records could not be
 written; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP) after a clean stop.
 
-``python tools/sweep.py report SWEEP_DIR`` draws a sweep's report instead (gpusweep.report).
+``python tools/sweep.py report SWEEP_DIR`` draws a sweep's report instead (gpusweep.report);
+``python tools/sweep.py sync SWEEP_DIR`` puts an offline sweep onto W&B (gpusweep.sync).
 """
 
 from __future__ import annotations
@@ -54,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="cloud mode: create the sweep on the W&B server and run its trials")
     parser.add_argument("--sweep-id", metavar="ENTITY/PROJECT/ID",
                         help="cloud mode: join this W&B sweep (from any number of machines)")
-    parser.add_argument("--entity", metavar="NAME", help="W&B entity (cloud mode)")
+    parser.add_argument("--entity", metavar="NAME", help="W&B entity of the sweep's runs")
+    parser.add_argument("--config_file", metavar="FILE",
+                        help="replace --config_file's value in every trial's command (or add "
+                        "it); kept with the sweep for --resume")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
@@ -79,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from gpusweep import report
 
         return report.main(argv[1:])
+    if argv[:1] == ["sync"]:
+        from gpusweep import sync
+
+        return sync.main(argv[1:])
     args = parse_args(argv)
     try:
         if args.wandb or args.sweep_id:
@@ -104,16 +112,42 @@ def _load_spec(args: argparse.Namespace) -> SweepSpec:
         if args.sweep_config and load_sweep(args.sweep_config).raw != spec.raw:
             raise BadInput(args.sweep_config, "--resume",
                            f"differs from the config sweep {args.resume} was started with")
+        _resume_config_file(args)
         return spec
     spec = load_sweep(args.sweep_config)
-    _check_executable(spec)
+    args.config_file = _config_file(args.config_file)
+    _check_executable(spec, args.config_file)
     return spec
 
 
-def _check_executable(spec: SweepSpec) -> None:
-    from gpusweep.launcher import build_argv, executable_problem
+def _config_file(path: str | None) -> str | None:
+    """``--config_file``'s file, as an absolute path (trials may chdir; resume may not)."""
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise BadInput(path, "--config_file", "no such file")
+    return os.path.abspath(path)
+
+
+def _resume_config_file(args: argparse.Namespace) -> None:
+    """A resumed sweep keeps the ``--config_file`` it was started with."""
+    from gpusweep.sweepdir import read_yaml
+
+    header = (read_yaml(os.path.join(args.log_dir, args.resume, "sweep.yaml")) or {})
+    stored = (header.get("sweep") or {}).get("config_file")
+    given = _config_file(args.config_file)
+    if given and stored and given != stored:
+        raise BadInput(args.config_file, "--resume", f"sweep {args.resume} was started with "
+                       f"--config_file {stored}")
+    args.config_file = given or stored
+
+
+def _check_executable(spec: SweepSpec, config_file: str | None = None) -> None:
+    from gpusweep.launcher import build_argv, executable_problem, with_config_file
 
     argv = build_argv(spec.command, spec.program, _sample_params(spec), "args.json")
+    if config_file:
+        argv = with_config_file(argv, config_file)
     problem = executable_problem(argv)
     if problem:
         raise BadInput(spec.path, "command", problem)
@@ -128,7 +162,7 @@ def _sample_params(spec: SweepSpec) -> dict[str, Any]:
 def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
     """Print the first proposed trials (params and exact argv); start nothing, write nothing."""
     from gpusweep.controller import Controller, RunView
-    from gpusweep.launcher import build_argv
+    from gpusweep.launcher import build_argv, with_config_file
     from gpusweep.redact import redact
     from gpusweep.slots import choose_devices
 
@@ -147,6 +181,8 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
             break
         views.append(RunView(f"dry-{i}", params, "pending"))
         argv = build_argv(spec.command, spec.program, params, "<trial-dir>/args.json")
+        if args.config_file:
+            argv = with_config_file(argv, args.config_file)
         print(f"trial {i + 1}: {params}")
         print(f"  argv: {[redact(token) for token in argv]}")
     return 0
@@ -156,11 +192,14 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.display import LiveDisplay, QuietDisplay
     from gpusweep.runner import SweepOptions, SweepRunner
     from gpusweep.slots import choose_devices
+    from gpusweep.wandb_env import resolve_entity, resolve_project
 
     devices = choose_devices(args.gpus)
     options = SweepOptions(log_dir=args.log_dir, count=args.count, resume=args.resume,
-                           project=args.project or spec.project,
-                           profile_leaks=args.profile_leaks, slots=args.slots)
+                           project=resolve_project(args.project, spec.project, spec.program),
+                           entity=resolve_entity(args.entity, spec.entity),
+                           profile_leaks=args.profile_leaks, slots=args.slots,
+                           config_file=args.config_file)
     display = QuietDisplay() if args.quiet else LiveDisplay()
     runner = SweepRunner(spec, options, devices, display)
     return runner.run()

@@ -10,6 +10,7 @@ EXIT_BAD_INPUT = 2
 EXIT_GPU_DIRTY = 3
 EXIT_FLAPPING = 4
 EXIT_RECORDS = 5
+EXIT_SWEEP_GONE = 6  # cloud mode: the W&B sweep was deleted (or the agent unknown) meanwhile
 EXIT_INTERRUPTED = 130
 
 

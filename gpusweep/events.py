@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,15 @@ class EventTail:
     A line without its newline yet (the writer is mid-write) waits for the next read.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, from_end: bool = False) -> None:
+        """``from_end``: skip what the file already holds (a run handed out again)."""
         self.path = path
         self._offset = 0
+        if from_end:
+            try:
+                self._offset = os.path.getsize(path)
+            except OSError:
+                pass
         self._partial = b""
 
     def read_new(self) -> list[dict[str, Any]]:
@@ -54,6 +61,8 @@ class TrialEvents:
     errors: list[dict[str, Any]] = field(default_factory=list)
     stackdump_pids: set[int] = field(default_factory=set)  # processes that dump on SIGUSR1
     reports: int = 0
+    preempting: bool = False  # the trial marked its W&B run preempting
+    wandb_run: dict[str, Any] | None = None  # {id, dir} of the W&B run the trial wrote
 
     def add(self, event: dict[str, Any]) -> bool:
         """Take one event; True when it brought a new value of the sweep's metric.
@@ -72,6 +81,12 @@ class TrialEvents:
             return False
         if kind == "stackdump" and isinstance(event.get("pid"), int):
             self.stackdump_pids.add(event["pid"])
+            return False
+        if kind == "preempting":
+            self.preempting = True
+            return False
+        if kind == "wandb_run" and isinstance(event.get("dir"), str):
+            self.wandb_run = {"id": str(event.get("id")), "dir": event["dir"]}
             return False
         if kind != "report":
             return False

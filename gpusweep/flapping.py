@@ -14,7 +14,7 @@ from gpusweep.isolation import FlappingConfig
 from gpusweep.status import TrialStatus
 
 FAILURES = frozenset({TrialStatus.FAILED})
-SUCCESSES = frozenset({TrialStatus.FINISHED, TrialStatus.STOPPED_EARLY})
+SUCCESSES = frozenset({TrialStatus.FINISHED, TrialStatus.STOPPED_EARLY, TrialStatus.STOPPED})
 
 
 def is_flapping(

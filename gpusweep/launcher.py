@@ -58,6 +58,11 @@ class TrialPaths:
     def args_json_file(self) -> str:
         return os.path.join(self.dir, "args.json")
 
+    @property
+    def preempt_marker(self) -> str:
+        """Written before a preempted trial gets its SIGTERM (the bootstrap reads it)."""
+        return os.path.join(self.dir, "preempt")
+
 
 def build_argv(
     command: list[str],
@@ -82,6 +87,28 @@ def build_argv(
         else:
             argv.append(token)
     return argv
+
+
+def with_config_file(argv: list[str], path: str) -> list[str]:
+    """``argv`` with the value of ``--config_file`` replaced by ``path`` (both the
+    ``--config_file X`` and the ``--config_file=X`` form, every occurrence), or the pair
+    appended when the command has none (``tools/sweep.py --config_file``)."""
+    out: list[str] = []
+    found = False
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--config_file" and i + 1 < len(argv):
+            out += [token, path]
+            found, i = True, i + 2
+            continue
+        if token.startswith("--config_file="):
+            out.append(f"--config_file={path}")
+            found = True
+        else:
+            out.append(token)
+        i += 1
+    return out if found else out + ["--config_file", path]
 
 
 def executable_problem(argv: list[str]) -> str | None:

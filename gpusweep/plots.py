@@ -36,6 +36,8 @@ _COLORS = {  # one distinct colour per status (a test checks that none is missin
     TrialStatus.HOST_OOM: "#e377c2",
     TrialStatus.STALLED: "#b5b01e",
     TrialStatus.SKIPPED_NO_FIT: "#17becf",
+    TrialStatus.STOPPED: "#1f3f7a",
+    TrialStatus.PREEMPTED: "#bcbd22",
 }
 STATUS_COLORS = {status.value: _COLORS[status] for status in TrialStatus}
 OTHER_COLOR = "#7f7f7f"  # a status written by a newer gpusweep

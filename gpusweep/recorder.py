@@ -30,7 +30,9 @@ from gpusweep.trialrun import RunningTrial, iso_from_unix, now_iso
 class SweepRecorder:
     """Owns ``<log-dir>/<sweep-id>/`` and the list of ended trials."""
 
-    def __init__(self, log_dir: str, sweep_id: str, spec: SweepSpec) -> None:
+    def __init__(self, log_dir: str, sweep_id: str, spec: SweepSpec,
+                 config_file: str | None = None, project: str | None = None,
+                 entity: str | None = None) -> None:
         self.log_dir = log_dir
         self.sweep_id = sweep_id
         self.spec = spec
@@ -39,13 +41,15 @@ class SweepRecorder:
         self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
         self.records: list[TrialRecord] = []
         self.reruns_started = 0  # re-runs of trials our death killed, read back by restore
+        self.origins: dict[str, str | None] = {}  # run -> where its params came from
+        self.rerun_of: set[str] = set()  # trials already run again after a restart
         self._rows: list[str] = []  # sweep.yaml rows already rendered, one per record
         self.histories: dict[str, list[dict[str, Any]]] = {}
         self.header = SweepHeader(
             id=sweep_id, name=spec.name, config=spec.raw, method=spec.method,
             metric=None if spec.metric is None else
             {"name": spec.metric.name, "goal": spec.metric.goal},
-            started=now_iso())
+            started=now_iso(), config_file=config_file, project=project, entity=entity)
 
     def prepare(self, resume: bool) -> None:
         """Create the sweep dir (or check the resumed one) and prove it is writable."""
@@ -74,12 +78,16 @@ class SweepRecorder:
                         ENGINE_STATE[r.status], self.histories.get(r.run, []))
                 for r in self.records]
 
-    def trial_started(self, trial: RunningTrial, origin: str | None = None) -> None:
+    def trial_started(self, trial: RunningTrial, origin: str | None = None,
+                      rerun_of: str | None = None) -> None:
         with self._writing():
             os.makedirs(trial.paths.dir, exist_ok=True)
-            self.journal.append({"event": "start", "run": trial.run_id, "params": trial.params,
-                                 "token": trial.token, "t": time.time(), "origin": origin,
-                                 "retry_of": trial.retry_of})
+            entry = {"event": "start", "run": trial.run_id, "params": trial.params,
+                     "token": trial.token, "t": time.time(), "origin": origin,
+                     "retry_of": trial.retry_of}
+            if rerun_of:
+                entry["rerun_of"] = rerun_of
+            self.journal.append(entry)
 
     def trial_running(self, trial: RunningTrial) -> None:
         with self._writing():
@@ -143,6 +151,9 @@ class SweepRecorder:
             if entry["event"] == "start":
                 started[run] = dict(entry)
                 self.reruns_started += entry.get("origin") == "rerun"
+                self.origins[run] = entry.get("origin")
+                if entry.get("rerun_of"):
+                    self.rerun_of.add(entry["rerun_of"])
             elif entry["event"] == "pid" and run in started:
                 started[run]["pgid"] = entry.get("pgid")
             elif entry["event"] == "end" and isinstance(entry.get("record"), dict):

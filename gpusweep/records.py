@@ -118,6 +118,7 @@ class TrialRecord:
     command: list[str] = field(default_factory=list)
     error: str | None = None  # last lines of output.log when the trial did not finish
     timeline: Timeline = field(default_factory=Timeline)
+    wandb_run: dict[str, Any] | None = None  # {id, dir}: where the trial's W&B run was written
 
     def row(self) -> dict[str, Any]:
         """The trial's one-line summary in sweep.yaml."""
@@ -172,6 +173,9 @@ class SweepHeader:
     ended: str | None = None
     state: str = "running"  # running | finished | interrupted | aborted | crashed
     wall_s: float | None = None  # the orchestrator's loop, first trial's launch to the end
+    config_file: str | None = None  # tools/sweep.py --config_file, reused by --resume
+    project: str | None = None  # the W&B project and entity of the sweep's runs (for sync)
+    entity: str | None = None
 
 
 def write_trial(path: str, record: TrialRecord) -> None:

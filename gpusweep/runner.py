@@ -1,10 +1,16 @@
-"""The sweep loop: ask the engine, run isolated trials in their slots, record them, repeat.
+"""The sweep session: one lifecycle for local and cloud sweeps.
+
+Lock, signals, the GPU baseline, slots, every guard (limits, stall, timeout, leak, OOM
+classification, admission, flapping, on_dirty), finishing in worker threads, records and the
+summary run are the same whoever proposes the params; a :class:`~gpusweep.source.TrialSource`
+says only which params to run next, which trial to stop, and when the sweep is over (W&B's
+engine here, or the W&B server's commands).
 
 The main thread does all the deciding and all the record writing; each trial's ending (the
 tree stop with its grace period, the GPU wait) runs in a worker thread, so a slow stop in one
-slot never holds up the others. State lives in the journal and the records, never only in
-memory: ``--resume`` rebuilds the run list from the journal, ends what a dead orchestrator
-left running, and goes on.
+slot never holds up the others (nor the W&B heartbeats, which have threads of their own).
+State lives in the journal and the records, never only in memory: a restart rebuilds the run
+list from the journal, ends what a dead orchestrator left running, and goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from gpusweep.admission import Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
 from gpusweep.cleanup import end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
-from gpusweep.controller import Controller, RunView
+from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.errors import (
     EXIT_FLAPPING,
@@ -37,14 +43,14 @@ from gpusweep.errors import (
 )
 from gpusweep.flapping import is_flapping
 from gpusweep.lock import SweepLock
-from gpusweep.oom import backoff_params, retry_depth
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import GpuRecord, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
+from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
 from gpusweep.wandb_env import resolve_project
-from gpusweep.wandb_summary import publish_summary
+from gpusweep.wandb_summary import agent_key, publish_summary
 
 TICK_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -63,41 +69,38 @@ class SweepOptions:
     project: str | None = None
     profile_leaks: bool = False
     slots: int | None = None  # default: one per device
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A trial to run before asking the engine: a re-run after a crash, or an OOM retry."""
-
-    params: dict[str, Any]
-    origin: str | None = None  # "rerun" | "oom-retry"
-    retry_of: str | None = None
+    entity: str | None = None
+    config_file: str | None = None  # replaces --config_file's value in every trial's argv
 
 
 class SweepRunner:
     """Runs a validated sweep to its end (or to Ctrl-C) and returns the exit code."""
 
     def __init__(self, spec: SweepSpec, options: SweepOptions, devices: list[Device],
-                 display: Any) -> None:
+                 display: Any, source: TrialSource | None = None) -> None:
+        from gpusweep.local_source import LocalSource
+
         self.spec = spec
         self.options = options
         self.devices = devices
         self.display = display
-        self.sweep_id = options.resume or new_id()
-        self.project = resolve_project(options.project, spec.project)  # trials and summary
-        self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec)
-        self.controller = Controller(spec, seed=self.sweep_id)
+        self.source: TrialSource = source or LocalSource(
+            spec, options.resume or new_id(), resume=bool(options.resume))
+        self.sweep_id = self.source.sweep_id
+        # one project for the trials and the summary run
+        self.project = options.project or resolve_project(None, spec.project, spec.program)
+        self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec,
+                                      config_file=options.config_file, project=self.project,
+                                      entity=options.entity)
         self.slots: list[Slot] = make_slots(options.slots, devices)
-        self.pending: list[Pending] = []
         self.launched = 0
+        self.rerun_records = 0  # killed by our death (or preempted) and re-run: one run_cap
         self.baselines = DeviceBaselines(devices)  # per device, re-taken where PIDs lie
-        self._interrupted = False
-        self._exhausted = False
+        self._interrupted: StopReason | None = None  # Ctrl-C (INTERRUPT) or SIGTERM (PREEMPT)
         self._wall_start = 0.0
         self._started_unix = 0.0
         self._lock = SweepLock(self.recorder.dir)
         self._ended_here: list[tuple[TrialStatus, float]] = []
-        self._rerun_records = 0  # killed by our own death and re-run: not counted in run_cap
         self._pool = ThreadPoolExecutor(max_workers=len(self.slots),
                                         thread_name_prefix="gpusweep-finish")
 
@@ -131,34 +134,40 @@ class SweepRunner:
         # as the process: freezing it keeps each trial's gc.collect() to our own garbage.
         gc.collect()
         gc.freeze()
-        self.recorder.prepare(resume=bool(self.options.resume))
+        self.recorder.prepare(resume=self.source.resume)
         self._lock.acquire()
         previous = self._trap_signals()
         self._wall_start, self._started_unix = time.monotonic(), time.time()
         state, code, aborted = "finished", EXIT_OK, None
         try:
-            if self.options.resume:
+            if self.source.resume:
                 self._resume()
             self.baselines.start()
             self.display.sweep_started(self)
             self.recorder.write_sweep("running")
+            self.source.open(self)
             self._loop()
             if self._interrupted:
                 state, code = "interrupted", EXIT_INTERRUPTED
+            code = self.source.exit_code or code
         except SweepAborted as exc:
             state, code, aborted = "aborted", exc.exit_code, str(exc)
         except BaseException:
             state = "crashed"  # a bug of ours: the trials were still ended and recorded
             raise
         finally:
-            self._stop_all(StopReason.INTERRUPT)
+            self._stop_all(self._interrupted or StopReason.INTERRUPT)
             self._pool.shutdown(wait=True)
+            self.source.close()
             try:
                 self.recorder.write_sweep(state, self.wall_s)
             except SweepAborted:
                 pass  # the records cannot be written; those written before stay valid
-            # The W&B summary run, in a subprocess, in the trials' project.
-            publish_summary(self.sweep_dir, state, project=self.project)
+            # The W&B summary run: a detached subprocess, in the trials' project.
+            publish_summary(self.sweep_dir, state, self.source.trial_environ(dict(os.environ)),
+                            project=self.project, entity=self.options.entity,
+                            agent=agent_key(self.sweep_dir),
+                            backfill=not self.source.server_runs)
             self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()
@@ -174,10 +183,11 @@ class SweepRunner:
             self._collect_finished()
             if self._interrupted:
                 return
+            self.source.poll(self)
             for slot in self.slots:
                 while slot.free and self._launch(slot):
                     pass  # a skipped trial leaves the slot free for the next proposal
-            if not self.running:
+            if not self.running and self.source.over(self):
                 return  # nothing running and nothing left to launch: the sweep is over
             for slot in self.slots:
                 if slot.trial is not None and slot.finishing is None:
@@ -193,53 +203,36 @@ class SweepRunner:
             wait_for_exit(running, TICK_S)
         elif finishing:
             wait_futures(finishing, timeout=TICK_S, return_when=FIRST_COMPLETED)
-
-    def _next_trial(self) -> Pending | None:
-        """The next trial (re-runs and OOM retries first), or None for now.
-
-        The engine is not asked again once it said the sweep is done (a finished grid), but
-        an OOM retry can still arrive from a trial that is ending.
-        """
-        if self.options.count is not None and self.launched >= self.options.count:
-            return None
-        started = len(self.records) + len(self.running) - self._rerun_records
-        if self.spec.run_cap is not None and started >= self.spec.run_cap:
-            return None
-        if self.pending:
-            return self.pending.pop(0)
-        if self._exhausted:
-            return None
-        params = self.controller.propose(self.views())
-        self._exhausted = params is None
-        return None if params is None else Pending(params)
+        else:
+            time.sleep(TICK_S)  # waiting for the W&B server's next command
 
     def _launch(self, slot: Slot) -> bool:
         """Start the next trial in ``slot``; False when there is none to start now."""
-        pending = self._next_trial()
+        pending = self.source.next_trial(self, slot)
         if pending is None:
             return False
         admitted = self._admit(slot, pending)
         if admitted.action == "wait":  # pack: let a neighbour on this device end first
-            self.pending.insert(0, pending)
+            self.source.put_back(slot, pending)
             return False
         if admitted.action == "skip":
             self._record_skipped(slot, pending, admitted)
             return True
         self.baselines.before_launch(slot.device, busy=any(
             t.device is slot.device for t in self.running))
-        trial = RunningTrial(run_id=new_id(), params=admitted.params, spec=self.spec,
-                             sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
+        trial = RunningTrial(run_id=pending.run_id or new_id(), params=admitted.params,
+                             spec=self.spec, sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
                              device=slot.device, project=self.project,
                              retry_of=pending.retry_of, extra_env=self._trial_env(),
                              slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
                              fit_note=admitted.reason,
                              proposed=None if admitted.params == pending.params
-                             else pending.params,
+                             else pending.params, config_file=self.options.config_file,
                              neighbour_pids=functools.partial(self._neighbour_pids, slot))
         self.launched += 1
-        self.recorder.trial_started(trial, pending.origin)
+        self.recorder.trial_started(trial, pending.origin, pending.rerun_of)
         try:
-            trial.start(dict(os.environ))
+            trial.start(self.source.trial_environ(dict(os.environ)))
         except BaseException as exc:
             if trial.popen is not None:  # started, then failed: leave nothing behind
                 end_tree(trial.popen.pid, trial.token, (), self.spec.isolation.stop.grace_s)
@@ -247,6 +240,7 @@ class SweepRunner:
                 raise start_error(exc, trial.paths.dir) from None
             raise
         slot.trial = trial
+        self.source.started(slot, trial)
         self.recorder.trial_running(trial)
         self.display.trial_started(self, trial)
         return True
@@ -261,7 +255,8 @@ class SweepRunner:
         self.launched += 1
         now = now_iso()
         record = TrialRecord(
-            run=new_id(), params=admitted.params, status=TrialStatus.SKIPPED_NO_FIT,
+            run=pending.run_id or new_id(), params=admitted.params,
+            status=TrialStatus.SKIPPED_NO_FIT,
             exit_code=None, signal=None, started=now, ended=now, duration_s=0.0,
             retry_of=pending.retry_of, slot=slot.index,
             predicted_peak_mb=None if admitted.predicted_mb is None
@@ -270,11 +265,14 @@ class SweepRunner:
             gpu=GpuRecord(device=slot.device.info.name, index=slot.device.info.index))
         self.recorder.trial_ended(record, [])
         self.display.trial_ended(self, record)
+        self.source.ended(self, slot, record)
 
     def _trial_env(self) -> dict[str, str]:
         env = {"GPUSWEEP_LEAK_WARMUP": str(self.spec.isolation.leak.warmup_steps)}
         if self.options.profile_leaks:
             env["GPUSWEEP_PROFILE_LEAKS"] = "1"
+        if self.options.entity:
+            env["WANDB_ENTITY"] = self.options.entity
         return env
 
     def _watch(self, slot: Slot) -> None:
@@ -284,8 +282,8 @@ class SweepRunner:
         new_metric = trial.read_events()
         if trial.exited():
             pass  # it ended on its own: its exit decides its status, not a late stop
-        elif new_metric and trial.run_id in self.controller.to_stop(self.views()):
-            trial.request_stop(StopReason.HYPERBAND)
+        elif stop := self.source.stop_for(self, trial, new_metric):
+            trial.request_stop(*stop)
         elif trial.timed_out():
             trial.request_stop(StopReason.TIMEOUT, f"ran past isolation.timeout_s "
                                f"{self.spec.isolation.timeout_s:g} s")
@@ -298,8 +296,14 @@ class SweepRunner:
         """End the trial in a worker thread: tree stop, gc, the GPU wait, its record."""
         trial = slot.trial
         baseline = self.baselines.get(slot.device)
-        slot.finishing = self._pool.submit(trial.finish, baseline,
-                                           functools.partial(self._neighbour_pids, slot))
+        neighbours = functools.partial(self._neighbour_pids, slot)
+
+        def finish() -> TrialRecord:
+            record = trial.finish(baseline, neighbours)
+            self.source.after_finish(record)  # cloud: the run's summary, off the main thread
+            return record
+
+        slot.finishing = self._pool.submit(finish)
 
     def _neighbour_pids(self, slot: Slot) -> set[int]:
         """The processes of the other trials on this slot's device, running or being cleaned
@@ -317,7 +321,7 @@ class SweepRunner:
             if slot.finishing is not None and slot.finishing.done():
                 trial, future = slot.trial, slot.finishing
                 slot.trial = slot.finishing = None
-                self._ended(trial, future)
+                self._ended(slot, trial, future)
 
     def _record(self, trial: RunningTrial, future: Future) -> TrialRecord:
         """Write one ended trial's records (every path that ends a trial comes here)."""
@@ -326,13 +330,12 @@ class SweepRunner:
         self.display.trial_ended(self, record)
         return record
 
-    def _ended(self, trial: RunningTrial, future: Future) -> None:
+    def _ended(self, slot: Slot, trial: RunningTrial, future: Future) -> None:
         """Record one ended trial; then the sweep's own guards."""
         record = self._record(trial, future)
         self._ended_here.append((record.status, time.time() - self._started_unix))
         self.baselines.trial_ended(trial.device, trial.pids(), record.cleanup.clean)
-        if record.status is TrialStatus.OOM:
-            self._queue_oom_retry(record)
+        self.source.ended(self, slot, record)
         # Only a GPU proven dirty aborts; unknown (None) is recorded with its reason.
         if record.cleanup.clean is False and self.spec.isolation.on_dirty == "abort":
             raise SweepAborted(
@@ -358,46 +361,36 @@ class SweepRunner:
                 trial, future = slot.trial, slot.finishing
                 slot.trial = slot.finishing = None
                 try:
-                    self._record(trial, future)
+                    self.source.ended(self, slot, self._record(trial, future))
                 except SweepAborted:
                     continue  # the trial was ended; only its record could not be written
 
-    def _queue_oom_retry(self, record: TrialRecord) -> None:
-        """Run the same params again with a smaller batch, up to ``max_retries`` times."""
-        config = self.spec.isolation.oom
-        depth = retry_depth(record, self.records)
-        if not config.retry or depth >= config.max_retries:
-            return
-        params = backoff_params(record.params, config)
-        if params is not None:
-            self.pending.insert(0, Pending(params, "oom-retry", record.run))
-
     def _resume(self) -> None:
-        """End what the dead orchestrator left running (by token), re-run it once, queue the
-        OOM retries it had not started yet, and wait until the GPU let the orphans go."""
+        """End what the dead orchestrator left running (by token), let the source decide
+        what runs again, and wait until the GPU let the orphans go."""
         orphan_pids: set[int] = set()
+        orphan_records: list[TrialRecord] = []
         orphans = self.recorder.restore()
-        self._rerun_records = self.recorder.reruns_started  # each replaced a killed record
+        self.rerun_records = self.recorder.reruns_started  # each replaced a killed record
         for entry in orphans:
             record, pids = self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)
             orphan_pids |= pids
-            if entry.get("origin") != "rerun":  # run it again, in place of this record
-                self.pending.append(Pending(record.params, "rerun", entry.get("retry_of")))
-                self._rerun_records += 1
-        retried = {r.retry_of for r in self.records if r.retry_of}
-        for record in self.records:
-            if record.status is TrialStatus.OOM and record.run not in retried:
-                self._queue_oom_retry(record)
+            orphan_records.append(record)
+        self.source.restored(self, orphan_records)
         for device in self.devices if orphan_pids else ():  # before the new baseline
             wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
 
     # -- signals ----------------------------------------------------------------------------
     def _trap_signals(self) -> dict[int, Any]:
-        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly and exits
-        130."""
+        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (whole
+        trees, within ``grace_s``) and exits 130. SIGTERM is a scheduler taking the machine
+        back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs are marked
+        preempting, so the W&B server hands them out again."""
 
         def interrupted(signum: int, frame: Any) -> None:
-            self._interrupted = True
+            if self._interrupted is None:
+                self._interrupted = (StopReason.PREEMPT if signum == signal.SIGTERM
+                                     else StopReason.INTERRUPT)
 
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: the ssh went away

@@ -18,6 +18,8 @@ class TrialStatus(str, Enum):
     HOST_OOM = "host_oom"  # host RAM: our limit, the machine's margin, or the OOM killer
     STALLED = "stalled"  # no report and no CPU for isolation.stall_s
     SKIPPED_NO_FIT = "skipped_no_fit"  # predicted not to fit in memory; never started
+    STOPPED = "stopped"  # stopped by the W&B server for another reason than early termination
+    PREEMPTED = "preempted"  # preempted (SIGTERM to the orchestrator) or marked itself so
 
 
 class StopReason(str, Enum):
@@ -28,6 +30,8 @@ class StopReason(str, Enum):
     INTERRUPT = "interrupt"
     HOST_MEMORY = "host_memory"
     STALL = "stall"
+    SERVER = "server"  # a stop command from the W&B server, not the sweep's early_terminate
+    PREEMPT = "preempt"  # SIGTERM to the orchestrator: a scheduler takes the machine back
 
 
 _BY_REASON = {
@@ -36,6 +40,8 @@ _BY_REASON = {
     StopReason.INTERRUPT: TrialStatus.KILLED,
     StopReason.HOST_MEMORY: TrialStatus.HOST_OOM,
     StopReason.STALL: TrialStatus.STALLED,
+    StopReason.SERVER: TrialStatus.STOPPED,
+    StopReason.PREEMPT: TrialStatus.PREEMPTED,
 }
 
 # What W&B's engine is told about each outcome: Hyperband-stopped runs keep their history
@@ -50,6 +56,8 @@ ENGINE_STATE = {
     TrialStatus.HOST_OOM: "failed",
     TrialStatus.STALLED: "failed",
     TrialStatus.SKIPPED_NO_FIT: "failed",
+    TrialStatus.STOPPED: "killed",
+    TrialStatus.PREEMPTED: "preempted",
 }
 
 
@@ -58,15 +66,20 @@ def classify(
     stop_reason: StopReason | None,
     cuda_oom: bool = False,
     oom_killer: bool = False,
+    preempting: bool = False,
 ) -> TrialStatus:
     """The status of an ended trial.
 
-    Our own reason for stopping it wins; then a clean exit; then what the failure was: a CUDA
-    OOM (from its events or output), the kernel's OOM killer (a SIGKILL we did not send, with
-    host memory nearly gone), or any other failure.
+    Our own reason for stopping it wins; then a trial that marked its run preempting
+    (``wandb.mark_preempting()``: it is handing its work back, whatever its exit code); then
+    a clean exit; then what the failure was: a CUDA OOM (from its events or output), the
+    kernel's OOM killer (a SIGKILL we did not send, with host memory nearly gone), or any
+    other failure.
     """
     if stop_reason is not None:
         return _BY_REASON[stop_reason]
+    if preempting:
+        return TrialStatus.PREEMPTED
     if returncode == 0:
         return TrialStatus.FINISHED
     if cuda_oom:

@@ -220,9 +220,22 @@ def _install_sigterm() -> Any:
     def _raise(signum: int, frame: Any) -> None:
         # Once: a second SIGTERM must not cut the cleanup of the first one short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _mark_preempting_if_asked()
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, _raise)
+
+
+def _mark_preempting_if_asked() -> None:
+    """A preempted trial's W&B run is marked preempting before it unwinds (see bootstrap)."""
+    if "wandb" not in sys.modules:
+        return
+    try:
+        from gpusweep.bootstrap.sitecustomize import mark_preempting_if_asked
+
+        mark_preempting_if_asked()
+    except Exception:
+        pass
 
 
 def _own_memory(reset: bool = True) -> dict[str, float | None]:

@@ -29,7 +29,7 @@ from gpusweep.controller import RunView
 from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
 from gpusweep.gpuview import Baseline
-from gpusweep.launcher import TrialPaths
+from gpusweep.launcher import TrialPaths, with_config_file
 from gpusweep.leak import leak_verdict
 from gpusweep.monitor import Monitor
 from gpusweep.oom import oom_line
@@ -74,9 +74,11 @@ class RunningTrial:
         fit_note: str | None = None,
         proposed: dict[str, Any] | None = None,
         neighbour_pids: Callable[[], set[int]] | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.neighbour_pids = neighbour_pids  # other trials' pids on the same device
+        self.config_file = config_file
         self.slot = slot
         self.predicted_peak_mb = predicted_peak_mb
         self.fit_note = fit_note
@@ -102,7 +104,9 @@ class RunningTrial:
         self.t_start = 0.0
         self.t_exit: float | None = None
         self._unix: dict[str, float] = {}  # phase -> unix time, for the record's timeline
-        self._tail = EventTail(self.paths.events)
+        # A run the W&B server hands out again (``resume``) finds its old events here: only
+        # what it reports from now on is this trial's.
+        self._tail = EventTail(self.paths.events, from_end=True)
         self._ends: list[EndResult] = []
 
     # -- start ---------------------------------------------------------------------------
@@ -111,6 +115,8 @@ class RunningTrial:
         spec = self.spec
         self.argv = launcher.build_argv(spec.command, spec.program, self.params,
                                         self.paths.args_json_file, environ=environ)
+        if self.config_file:
+            self.argv = with_config_file(self.argv, self.config_file)
         launcher.write_param_files(self.paths, self.params,
                                    argv_uses_json="${args_json_file}" in spec.command)
         env = launcher.trial_env(environ, sweep_id=self.sweep_id, run_id=self.run_id,
@@ -210,9 +216,20 @@ class RunningTrial:
         return asked
 
     def request_stop(self, reason: StopReason, text: str | None = None) -> None:
-        """Mark the trial for stopping; :meth:`finish` ends the tree. The first reason sticks."""
+        """Mark the trial for stopping; :meth:`finish` ends the tree. The first reason sticks.
+
+        A preemption leaves a marker file in the trial's directory before the tree gets its
+        SIGTERM: the trial's bootstrap then marks its W&B run preempting
+        (``run.mark_preempting()``) before it exits, so the server hands the run out again.
+        """
         if self.stop_reason is None:
             self.stop_reason, self.reason_text = reason, text
+            if reason is StopReason.PREEMPT:
+                try:
+                    with open(self.paths.preempt_marker, "w", encoding="utf-8") as handle:
+                        handle.write("preempted\n")
+                except OSError:
+                    pass  # the run is then not marked; the trial still ends
 
     @property
     def stopping(self) -> bool:
@@ -236,8 +253,9 @@ class RunningTrial:
             baseline = Baseline(baseline)
         assert self.contained is not None and self.monitor is not None
         try:
-            if self.exited() and self.stop_reason in (StopReason.HYPERBAND,
-                                                      StopReason.INTERRUPT):
+            if self.exited() and self.stop_reason in (StopReason.HYPERBAND, StopReason.SERVER,
+                                                      StopReason.INTERRUPT,
+                                                      StopReason.PREEMPT):
                 # It ended on its own before we signalled anything: its exit decides.
                 self.stop_reason = self.reason_text = None
             if self.stop_reason is StopReason.STALL and self.t_exit is None:
@@ -283,7 +301,7 @@ class RunningTrial:
         killer = cgroup_oom or failed and guards.oom_killer_suspected(
             returncode, False, peaks.rss_mb, peaks.min_available_mb, _machine_mb())
         status = classify(returncode, self.stop_reason, cuda_oom=oom is not None,
-                          oom_killer=killer)
+                          oom_killer=killer, preempting=self.events.preempting)
         reason = self.reason_text
         if cgroup_oom:
             reason = guards.cgroup_oom_reason(contained.oom_kills or 0,
@@ -315,7 +333,7 @@ class RunningTrial:
             proposed=self.proposed,
             oom_line=oom,
             metric=MetricSummary(self.events.metric_name, values[-1] if values else None, best,
-                                 len(self.events.history)),
+                                 len(values)),  # reports of the metric, not of any row
             gpu=GpuRecord(
                 device=self.device.info.name,
                 index=self.device.info.index,
@@ -350,6 +368,7 @@ class RunningTrial:
             leak=LeakRecord(leak.rss_mb_per_step, leak.gpu_mb_per_step, leak.suspected),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
+            wandb_run=self.events.wandb_run,
             timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
         )
 

@@ -1,4 +1,4 @@
-"""The sweep's summary run: one W&B run (job_type ``sweep-summary``) written after the sweep.
+"""The sweep's summary run: one W&B run (job_type ``sweep-summary``) per agent, after the sweep.
 
 It carries what only the orchestrator knows (residual memory after each trial, the wait,
 whether cleanup was clean) to the dashboard: a W&B Table with one row per trial, the totals
@@ -6,39 +6,52 @@ as its summary, and ``sweep.yaml`` as an artifact. It shares the trials' group a
 
 It also writes a minimal run (params as config, the trial's status, exit code 1) for every
 trial that has none: one that failed before its first report or was killed while wandb
-started. So each trial is one W&B run, as with W&B's agent, whose server makes the run when
-it hands the trial out (cloud mode: nothing to add).
+started. A trial whose run was written elsewhere (PyTorch Lightning's ``WandbLogger`` puts
+it under the working directory) has its run's directory in its record and gets none. Cloud
+mode needs none: W&B's server makes each run when it hands the trial out.
 
-The summary run's id is stable, ``<sweep-id>_summary``, with ``resume="allow"``: a resumed
-sweep writes the same run again rather than a new one. Online wandb resumes that run. Offline
-wandb cannot (each ``init`` writes a new ``offline-run-*`` directory, same id): once the new
-one is finished, the older directories of that id are removed, so ``wandb/`` keeps one,
-complete (its table lists every trial so far).
+Each agent writes its own summary run, ``<sweep-id>-summary-<agent>``, where ``agent`` is a
+short hash of the host and the sweep directory (:func:`agent_key`): several agents on one
+cloud sweep never overwrite each other, and an agent restarted on the same log dir (or a
+resumed local sweep) writes its own run again (``resume="allow"``). Offline wandb cannot
+resume (each ``init`` writes a new ``offline-run-*`` directory, same id): once the new one
+is finished, the older directories of that id are removed, so ``wandb/`` keeps one.
 
 The W&B work runs in a subprocess, ``python -m gpusweep.wandb_summary <sweep-dir>``, so the
-orchestrator never imports wandb or hosts its service; :func:`publish_summary` starts it,
-waits, and only warns if it fails: the records on disk are complete either way.
+orchestrator never imports wandb for it. :func:`publish_summary` starts it detached (its
+own session) and returns at once: the end of the sweep does not wait for wandb. The
+subprocess records its outcome in ``summary-run.yaml`` (``state: writing``, then ``written``
+or ``failed`` with the reason) and its output in ``summary-run.log``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
+import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
+from gpusweep.atomic import write_yaml
 from gpusweep.status import TrialStatus
 from gpusweep.sweepdir import read_yaml
-from gpusweep.wandb_env import data_dir, resolve_project, run_group
+from gpusweep.wandb_env import data_dir, run_group, without_live_wandb
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
            "wait_s", "clean", "processes_killed", "escapees_killed", "energy_j",
            "util_mean_pct", "util_peak_pct"]
 LOG_NAME = "summary-run.log"
+OUTCOME_NAME = "summary-run.yaml"
 TIMEOUT_S = 300.0
 BACKFILL_S = 10.0  # more time per run to backfill (a wandb.init offline takes about 1 s)
 # Variables that would attach the summary run to a trial or a sweep; it is neither.
@@ -47,53 +60,70 @@ _NOT_INHERITED = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH", "W
 
 
 # -- the orchestrator's side -------------------------------------------------------------
+def agent_key(sweep_dir: str, host: str | None = None) -> str:
+    """This agent's part of its summary run's id: the same for the same host and sweep dir
+    (a restart, a resume), different for every other agent on the sweep."""
+    where = f"{host or socket.gethostname()}:{os.path.realpath(sweep_dir)}"
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
 def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None = None,
                     timeout_s: float = TIMEOUT_S, project: str | None = None,
-                    backfill: bool = True) -> bool:
-    """Write the summary run from a subprocess; False (and one warning line) if it failed.
+                    entity: str | None = None, agent: str | None = None,
+                    backfill: bool = True, wait: bool = False) -> int | None:
+    """Start the subprocess that writes the summary run; its pid (None when skipped).
 
-    ``project`` is the one the orchestrator gave the trials, so the summary lands beside them.
-    ``backfill``: also write runs for trials that have none (local sweeps only).
-
-    Skipped with ``WANDB_MODE=disabled``, when no trial ended, and after a crash of ours.
+    Detached: it runs in its own session and outlives the orchestrator, which returns at
+    once (``wait=True`` waits for it: tests and tools). ``project`` and ``entity`` are the
+    trials', so the summary lands beside them. ``backfill``: also write runs for trials
+    that have none (local sweeps only). Skipped with ``WANDB_MODE=disabled``, when no trial
+    ended, and after a crash of ours.
     """
     environ = dict(os.environ if environ is None else environ)
     if environ.get("WANDB_MODE") == "disabled" or state == "crashed":
-        return False
+        return None
     if not os.path.exists(os.path.join(sweep_dir, "sweep.yaml")):
-        return False
+        return None
     for name in _NOT_INHERITED:
         environ.pop(name, None)
+    without_live_wandb(environ)  # its own service, never the orchestrator's
     environ.setdefault("WANDB_MODE", "offline")
     if project:
         environ["WANDB_PROJECT"] = project
+    if entity:
+        environ["WANDB_ENTITY"] = entity
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for python -m
     environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
     sweep_dir = os.path.abspath(sweep_dir)
     environ.setdefault("WANDB_DATA_DIR", data_dir(sweep_dir))
-    log_path = os.path.join(sweep_dir, LOG_NAME)
     if backfill:
         trials = (read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}).get("trials") or []
         timeout_s += BACKFILL_S * len(runless_trials(sweep_dir, trials))
+    argv = [sys.executable, "-m", "gpusweep.wandb_summary", sweep_dir,
+            "--agent", agent or agent_key(sweep_dir), "--timeout", f"{timeout_s:g}"]
+    argv += ["--backfill"] if backfill else []
     try:
-        with open(log_path, "ab") as log:
-            argv = [sys.executable, "-m", "gpusweep.wandb_summary", sweep_dir]
-            proc = subprocess.Popen(argv + (["--backfill"] if backfill else []),
-                                    env=environ, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT)
-            try:
-                code = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                code = "timeout"
+        with open(os.path.join(sweep_dir, LOG_NAME), "ab") as log:
+            proc = subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        write_yaml(os.path.join(sweep_dir, OUTCOME_NAME),
+                   {"state": "writing", "pid": proc.pid, "agent": argv[5]})
     except OSError as exc:
-        code = f"{exc}"
-    if code == 0:
-        return True
-    print(f"warning: the W&B summary run was not written ({code}); see {log_path}",
-          file=sys.stderr, flush=True)
-    return False
+        print(f"warning: the W&B summary run was not started ({exc})", file=sys.stderr,
+              flush=True)
+        return None
+    if wait:
+        try:
+            proc.wait(timeout=timeout_s + 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.pid
+
+
+def summary_outcome(sweep_dir: str) -> dict[str, Any]:
+    """What the last summary subprocess recorded (empty when none ran)."""
+    return read_yaml(os.path.join(sweep_dir, OUTCOME_NAME)) or {}
 
 
 # -- the subprocess ----------------------------------------------------------------------
@@ -124,9 +154,9 @@ def table_rows(sweep_dir: str) -> list[list[Any]]:
     return rows
 
 
-def summary_run_id(sweep_id: str) -> str:
-    """The summary run's id: the same in every session of one sweep."""
-    return f"{sweep_id}_summary"
+def summary_run_id(sweep_id: str, agent: str) -> str:
+    """The summary run's id: one per agent of the sweep, the same in each of its sessions."""
+    return f"{sweep_id}-summary-{agent}"
 
 
 def older_offline_runs(sweep_dir: str, run_id: str, keep: str) -> list[str]:
@@ -138,11 +168,20 @@ def older_offline_runs(sweep_dir: str, run_id: str, keep: str) -> list[str]:
 
 
 def runless_trials(sweep_dir: str, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The trials (that started) with no run directory of their id under ``wandb/``."""
+    """The trials (that started) with no W&B run: none of their id under ``wandb/`` and none
+    recorded elsewhere (``wandb_run.dir`` in memory.yaml, e.g. Lightning's ``./wandb``)."""
     have = {os.path.basename(path).rsplit("-", 1)[-1]
             for path in glob.glob(os.path.join(sweep_dir, "wandb", "*run-*-*"))}
     return [t for t in trials if str(t.get("run")) not in have
-            and t.get("status") != TrialStatus.SKIPPED_NO_FIT.value]
+            and t.get("status") != TrialStatus.SKIPPED_NO_FIT.value
+            and not _recorded_run_dir(sweep_dir, str(t.get("run")))]
+
+
+def _recorded_run_dir(sweep_dir: str, run: str) -> str | None:
+    """The run directory the trial's bootstrap reported, if it still exists."""
+    record = read_yaml(os.path.join(sweep_dir, run, "memory.yaml")) or {}
+    found = (record.get("wandb_run") or {}).get("dir")
+    return found if isinstance(found, str) and os.path.isdir(found) else None
 
 
 def backfill_runs(wandb: Any, sweep_dir: str, trials: list[dict[str, Any]],
@@ -156,40 +195,82 @@ def backfill_runs(wandb: Any, sweep_dir: str, trials: list[dict[str, Any]],
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gpusweep.wandb_summary SWEEP_DIR [--backfill]``: write the summary run."""
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or len(argv) > 2 or argv[1:] not in ([], ["--backfill"]):
-        print("usage: python -m gpusweep.wandb_summary SWEEP_DIR [--backfill]",
-              file=sys.stderr)
-        return 2
-    sweep_dir = os.path.abspath(argv[0])
+    """``python -m gpusweep.wandb_summary SWEEP_DIR --agent KEY [--timeout S] [--backfill]``:
+    write the summary run, recording the outcome in summary-run.yaml."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gpusweep.wandb_summary")
+    parser.add_argument("sweep_dir")
+    parser.add_argument("--agent", required=True)
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S)
+    parser.add_argument("--backfill", action="store_true")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    sweep_dir = os.path.abspath(args.sweep_dir)
+    outcome = os.path.join(sweep_dir, OUTCOME_NAME)
+    with _one_writer(sweep_dir):  # a later session's summary waits for this one
+        started = time.time()
+        write_yaml(outcome, {"state": "writing", "pid": os.getpid(), "agent": args.agent,
+                             "started": round(started, 3)})
+
+        def timed_out(signum: int, frame: Any) -> None:
+            raise TimeoutError(f"not written within {args.timeout:g} s")
+
+        signal.signal(signal.SIGALRM, timed_out)
+        signal.alarm(max(1, int(args.timeout)))
+        try:
+            run_id = write_summary(sweep_dir, args.agent, args.backfill)
+        except BaseException as exc:
+            write_yaml(outcome, {"state": "failed", "pid": os.getpid(), "agent": args.agent,
+                                 "started": round(started, 3), "ended": round(time.time(), 3),
+                                 "error": f"{type(exc).__name__}: {exc}"[:500]})
+            raise
+        finally:
+            signal.alarm(0)
+        write_yaml(outcome, {"state": "written", "pid": os.getpid(), "agent": args.agent,
+                             "run": run_id, "started": round(started, 3),
+                             "ended": round(time.time(), 3)})
+    return 0
+
+
+@contextlib.contextmanager
+def _one_writer(sweep_dir: str) -> Iterator[None]:
+    with open(os.path.join(sweep_dir, ".summary.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_summary(sweep_dir: str, agent: str, backfill: bool) -> str:
+    """Write this agent's summary run (and the stand-in runs); returns its id."""
     sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
     header = sweep.get("sweep") or {}
     sweep_id = str(header.get("id") or os.path.basename(sweep_dir))
     config = header.get("config") or {}
     group = run_group(sweep_id, header.get("name"))
-    project = resolve_project(os.environ.get("WANDB_PROJECT"), config.get("project"))
-
+    project = os.environ.get("WANDB_PROJECT") or config.get("project") or "uncategorized"
     entity = os.environ.get("WANDB_ENTITY") or config.get("entity")
+    run_id = summary_run_id(sweep_id, agent)
 
     import wandb
 
-    if argv[1:]:
+    if backfill:
         backfill_runs(wandb, sweep_dir, sweep.get("trials") or [], project=project,
                       entity=entity, group=group, tags=[sweep_id])
     run = wandb.init(
         dir=sweep_dir, project=project, entity=entity,
-        group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary",
-        id=summary_run_id(sweep_id), resume="allow",
-        config={"sweep_id": sweep_id, "method": header.get("method"),
+        group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary-{agent}",
+        id=run_id, resume="allow",
+        config={"sweep_id": sweep_id, "agent": agent, "method": header.get("method"),
                 "metric": header.get("metric"), "state": header.get("state"),
                 "sweep_config": config})
     try:
         run.log({"trials": wandb.Table(columns=COLUMNS, data=table_rows(sweep_dir))})
         for key, value in _flat(sweep.get("totals") or {}).items():
             run.summary[f"totals/{key}"] = value
-        artifact = wandb.Artifact(f"sweep-{sweep_id}", type="sweep-record",
-                                  description=f"sweep.yaml of sweep {sweep_id}")
+        artifact = wandb.Artifact(f"sweep-{sweep_id}-{agent}", type="sweep-record",
+                                  description=f"sweep.yaml of sweep {sweep_id}, agent {agent}")
         artifact.add_file(os.path.join(sweep_dir, "sweep.yaml"), name="sweep.yaml")
         run.log_artifact(artifact)
     except BaseException:
@@ -199,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     offline = run.settings._offline
     run.finish()
     if offline:
-        for path in older_offline_runs(sweep_dir, summary_run_id(sweep_id), run_dir):
+        for path in older_offline_runs(sweep_dir, run_id, run_dir):
             shutil.rmtree(path, ignore_errors=True)
-    return 0
+    return run_id
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

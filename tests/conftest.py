@@ -128,9 +128,29 @@ def run_sweep(tmp_path):
              "--log-dir", str(log_dir), "--quiet", *extra],
             cwd=ROOT, capture_output=True, text=True, timeout=timeout,
             env=dict(os.environ if env is None else env, WANDB_MODE=wandb_mode))
-        return SweepRun(proc, log_dir)
+        result = SweepRun(proc, log_dir)
+        if wandb_mode != "disabled":
+            for sweep_dir in log_dir.iterdir() if log_dir.is_dir() else ():
+                wait_for_summary(sweep_dir)
+        return result
 
     return run
+
+
+def wait_for_summary(sweep_dir: Path, timeout_s: float = 180) -> dict:
+    """The detached summary subprocess's outcome once it is done ({} when none started)."""
+    import time
+
+    path = sweep_dir / "summary-run.yaml"
+    deadline = time.monotonic() + timeout_s
+    while path.exists() and time.monotonic() < deadline:
+        outcome = yaml.safe_load(path.read_text()) or {}
+        if outcome.get("state") in ("written", "failed"):
+            return outcome
+        time.sleep(0.1)
+    if path.exists():
+        raise AssertionError(f"the summary run of {sweep_dir} was not done in {timeout_s} s")
+    return {}
 
 
 def processes_with_token(tokens: set[str]) -> list[int]:

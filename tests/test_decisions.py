@@ -1,7 +1,9 @@
 """The failure decisions as pure functions: OOM, back-off, host memory, stalls, leaks,
 flapping. No processes, no GPU."""
 
+import os
 import signal
+import subprocess
 
 import pytest
 
@@ -206,14 +208,37 @@ def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
     assert not is_flapping([(failed, 1.0), (failed, 2.0)], FlappingConfig(enabled=False))
 
 
-def test_the_sweep_project_is_resolved_in_wandb_sweeps_order():
-    from gpusweep.wandb_env import resolve_project
+def test_the_sweep_project_is_resolved_in_wandb_sweeps_order(tmp_path):
+    """``wandb sweep`` (wandb/cli/cli.py): --project, WANDB_PROJECT, the file's project,
+    wandb's settings, then the program's git repository name."""
+    from gpusweep.wandb_env import resolve_entity, resolve_project
 
     env = {"WANDB_PROJECT": "from-env"}
-    assert resolve_project("cli", "yaml", env) == "cli"
-    assert resolve_project(None, "yaml", env) == "yaml"
-    assert resolve_project(None, None, env) == "from-env"
-    assert resolve_project(None, None, {}) == "uncategorized"
+    assert resolve_project("cli", "yaml", None, env) == "cli"
+    assert resolve_project(None, "yaml", None, env) == "from-env"
+    assert resolve_project(None, "yaml", None, {}) == "yaml"
+    assert resolve_project(None, None, None, {}, settings_project="settings") == "settings"
+    repo = tmp_path / "my-repo"
+    (repo / "train").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, timeout=30)
+    program = repo / "train" / "main.py"
+    program.write_text("")
+    cwd = os.getcwd()
+    try:
+        os.chdir(repo)
+        assert resolve_project(None, None, str(program), {}, settings_project="") == \
+            "my-repo-train"
+    finally:
+        os.chdir(cwd)
+    os.chdir(tmp_path)  # outside any git repository: wandb's "uncategorized"
+    try:
+        assert resolve_project(None, None, "x.py", {}, settings_project="") == "uncategorized"
+    finally:
+        os.chdir(cwd)
+    assert resolve_entity("cli", "yaml", {"WANDB_ENTITY": "env"}) == "cli"
+    assert resolve_entity(None, "yaml", {"WANDB_ENTITY": "env"}) == "env"
+    assert resolve_entity(None, "yaml", {}) == "yaml"
+    assert resolve_entity(None, None, {}, settings_entity="") is None
 
 
 def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
@@ -242,3 +267,49 @@ def test_the_error_tail_skips_wandbs_footer_and_blank_lines():
     assert error_tail(output, 3) == '\n'.join([
         "Traceback (most recent call last):", '  File "t.py", line 3', "RuntimeError: boom"])
     assert error_tail("", 3) == ""
+
+
+@pytest.mark.parametrize("early_terminate, reports, expected", [
+    (None, 10, StopReason.SERVER),  # no early termination: a person, or the sweep's stop
+    ({"type": "hyperband", "min_iter": 3}, 2, StopReason.SERVER),  # before the first band
+    ({"type": "hyperband", "min_iter": 3}, 3, StopReason.HYPERBAND),
+    ({"type": "hyperband", "max_iter": 27, "s": 2}, 2, StopReason.SERVER),  # bands 3, 9
+    ({"type": "hyperband", "max_iter": 27, "s": 2}, 3, StopReason.HYPERBAND),
+    ({"type": "hyperband", "max_iter": 27, "s": 2, "eta": 3}, 8, StopReason.HYPERBAND),
+])
+def test_a_stop_from_the_server_is_hyperbands_only_past_its_first_band(
+        early_terminate, reports, expected):
+    from gpusweep.server_stop import server_stop_reason
+
+    assert server_stop_reason(early_terminate, reports) is expected
+
+
+def test_stop_reasons_of_the_server_and_of_preemption_have_their_own_status():
+    assert classify(-15, StopReason.SERVER) is TrialStatus.STOPPED
+    assert classify(-15, StopReason.HYPERBAND) is TrialStatus.STOPPED_EARLY
+    assert classify(-15, StopReason.PREEMPT) is TrialStatus.PREEMPTED
+    # a trial that marked its own run preempting is not a failure, whatever its exit code
+    assert classify(1, None, preempting=True) is TrialStatus.PREEMPTED
+    assert classify(1, None) is TrialStatus.FAILED
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["python", "train.py", "--config_file", "a.yml", "--lr=1"],
+     ["python", "train.py", "--config_file", "new.yml", "--lr=1"]),
+    (["python", "train.py", "--config_file=a.yml"], ["python", "train.py",
+                                                     "--config_file=new.yml"]),
+    (["python", "train.py", "--lr=1"], ["python", "train.py", "--lr=1", "--config_file",
+                                        "new.yml"]),
+])
+def test_config_file_replaces_the_commands_value_or_is_appended(argv, expected):
+    from gpusweep.launcher import with_config_file
+
+    assert with_config_file(argv, "new.yml") == expected
+
+
+def test_no_trial_environment_keeps_the_orchestrators_wandb_service():
+    from gpusweep.wandb_env import add_trial_wandb_env
+
+    env = {"WANDB_SERVICE": "3-123-unix-/tmp/wandb-123/socket", "WANDB_API_KEY": "k" * 40}
+    add_trial_wandb_env(env, sweep_id="s1", sweep_name=None)
+    assert "WANDB_SERVICE" not in env and env["WANDB_API_KEY"] == "k" * 40

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, program
+from conftest import ROOT, program, wait_for_summary
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,7 @@ def test_planted_secrets_are_never_written_under_the_log_dir(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (sweep_dir,) = log_dir.iterdir()
+    assert wait_for_summary(sweep_dir)["state"] == "written"  # its files are searched too
     record = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
     # the secrets reached the trials: they exit 3 otherwise
     assert [row["status"] for row in record["trials"]] == ["finished", "finished", "failed"]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import yaml
+from conftest import wait_for_summary
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,6 +35,7 @@ def test_sweep_over_the_tiny_config_finishes(tmp_path):
         env={**os.environ, "WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (sweep_id,) = os.listdir(log_dir)
+    wait_for_summary(log_dir / sweep_id)  # detached: let it end before tmp_path goes
     record = yaml.safe_load((log_dir / sweep_id / "sweep.yaml").read_text())
     assert record["sweep"]["state"] == "finished"
     assert record["totals"]["trials"] == 2 and record["totals"]["finished"] == 2

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, program
+from conftest import ROOT, program, wait_for_summary
 from wandb_records import offline_runs, read_run
+
+from gpusweep.wandb_summary import agent_key
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +35,7 @@ def sweep(sweep_file, log_dir, *extra, **env):
         timeout=300)
     assert proc.returncode == 0, proc.stderr
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    wait_for_summary(sweep_dir)
     return sweep_dir, yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
 
 
@@ -88,18 +91,33 @@ def test_the_sweep_summary_run_holds_the_table_and_sweep_yaml(offline_sweep):
             memory["cleanup"]["processes_killed"], memory["cleanup"]["escapees_killed"],
             None, None, None]  # energy and utilization: no GPU here
     artifacts = {a["name"]: a for a in summary.artifacts}
-    assert artifacts[f"sweep-{sweep_dir.name}"]["files"] == ["sweep.yaml"]
-    assert artifacts[f"sweep-{sweep_dir.name}"]["type"] == "sweep-record"
+    name = f"sweep-{sweep_dir.name}-{agent_key(str(sweep_dir))}"
+    assert artifacts[name]["files"] == ["sweep.yaml"]
+    assert artifacts[name]["type"] == "sweep-record"
     staged = list((sweep_dir / "wandb" / "data").rglob("*"))
     assert staged, "artifact files are staged inside the sweep dir, for wandb sync"
 
 
-def test_without_a_project_every_run_lands_in_uncategorized(offline_sweep):
+def auto_project(program_path):
+    """The project ``wandb sweep`` would name after the program's git repository (run from
+    the repository root, as the sweeps here are)."""
+    code = ("from wandb.util import auto_project_name; "
+            f"print(auto_project_name({program_path!r}))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=True).stdout.strip()
+
+
+def test_without_a_project_every_run_lands_in_wandb_sweeps_project(offline_sweep):
     """wandb's own fallback names a project after the cwd and program (and a different one
-    for the summary run); the orchestrator resolves one for all of them instead."""
+    for the summary run); the orchestrator resolves one for all of them instead, as
+    ``wandb sweep`` would: here, after the git repository and the program's directory."""
     sweep_dir, _ = offline_sweep
     runs = [read_run(path) for path in offline_runs(sweep_dir).values()]
-    assert len(runs) == 3 and {run.project for run in runs} == {"uncategorized"}
+    expected = auto_project(program("quadratic.py"))
+    assert expected not in ("", "uncategorized") or not (ROOT / ".git").exists()
+    assert len(runs) == 3 and {run.project for run in runs} == {expected}
+    header = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["sweep"]
+    assert header["project"] == expected
 
 
 def test_project_option_puts_trials_and_summary_in_that_project(write_sweep, tmp_path):
@@ -147,7 +165,11 @@ def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_pa
             f"{str(tmp_path / 'log')!r}, '--quiet']); "
             "from wandb.sdk import wandb_setup; "
             "print('SETUP', wandb_setup._singleton is not None); "
-            "print('SERVICE', [p.name() for p in psutil.Process().children(recursive=True)]); "
+            "summary = [p for p in psutil.Process().children() "
+            "           if 'gpusweep.wandb_summary' in ' '.join(p.cmdline())]; "
+            "theirs = {c.pid for p in summary for c in [p, *p.children(recursive=True)]}; "
+            "print('SERVICE', [p.name() for p in psutil.Process().children(recursive=True) "
+            "                  if p.pid not in theirs]); "
             "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
     env = dict(os.environ, WANDB_MODE="offline")
     env.pop("WANDB_SWEEP_ID", None)
@@ -157,6 +179,7 @@ def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_pa
     lines = proc.stdout.splitlines()
     assert "SETUP False" in lines and "SERVICE []" in lines and "TORCH False" in lines
     (sweep_dir,) = (tmp_path / "log").iterdir()
+    wait_for_summary(sweep_dir)
     assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the summary run
 
 
@@ -176,19 +199,21 @@ def test_trials_ending_at_their_start_still_have_their_run(write_sweep, tmp_path
                                   / "output.log").read_text()
     early = read_run(runs[by_mode["raise_early"]["run"]])
     assert early.config == {"mode": "raise_early"} and early.exit_code == 1
-    assert (early.project, early.job_type, early.tags) == ("uncategorized", "trial",
-                                                          [sweep_dir.name])
+    assert (early.project, early.job_type, early.tags) == (
+        auto_project(program("early_end.py")), "trial", [sweep_dir.name])
     assert early.summary["gpusweep/status"] == "failed"
 
 
 def test_a_resumed_sweep_keeps_one_summary_run_with_a_stable_id(write_sweep, tmp_path):
-    """Each session writes the summary run again under ``<sweep-id>_summary``; offline, the
-    earlier session's copy is removed once the new one is complete (one run to sync)."""
+    """Each session writes the agent's summary run again under
+    ``<sweep-id>-summary-<agent>``; offline, the earlier session's copy is removed once the
+    new one is complete (one run to sync). The orchestrator does not wait for it."""
     sweep_file = write_sweep(quadratic_grid(parameters={"x": {"value": 3},
                                                         "epochs": {"value": 1}}))
     sweep_dir, _ = sweep(sweep_file, tmp_path / "log", WANDB_MODE="offline")
     sweep(sweep_file, tmp_path / "log", "--resume", sweep_dir.name, WANDB_MODE="offline")
-    summary_id = f"{sweep_dir.name}_summary"
+    summary_id = f"{sweep_dir.name}-summary-{agent_key(str(sweep_dir))}"
+    assert wait_for_summary(sweep_dir)["run"] == summary_id
     copies = list((sweep_dir / "wandb").glob(f"offline-run-*-{summary_id}"))
     assert len(copies) == 1, copies
     summary = read_run(copies[0])

@@ -61,6 +61,7 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     exit_code: int | None = None
+    preempting: bool = False  # the run was marked preempting (run.mark_preempting())
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
 
@@ -88,6 +89,8 @@ def read_run(run_dir: Path) -> OfflineRun:
             _update(run.summary, record.summary.update)
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
+        elif kind == "preempting":
+            run.preempting = True
         elif kind == "artifact":
             a = record.artifact
             run.artifacts.append({"name": a.name, "type": a.type,
@@ -102,7 +105,7 @@ def offline_runs(sweep_dir: Path) -> dict[str, Path]:
     """Run id -> offline run directory, for every run wandb wrote under a sweep dir."""
     runs = {}
     for run_dir in (Path(sweep_dir) / "wandb").glob("offline-run-*"):
-        runs[run_dir.name.rsplit("-", 1)[-1]] = run_dir
+        runs[run_dir.name.split("-", 3)[3]] = run_dir  # offline-run-<date>_<time>-<id>
     return runs
 
 

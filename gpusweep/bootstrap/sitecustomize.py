@@ -155,6 +155,10 @@ def patch_wandb(wandb: object) -> None:
     for cls in run_classes:
         if "log" in vars(cls) and not hasattr(vars(cls)["log"], ORIGINAL_ATTR):
             cls.log = _wrap_log(vars(cls)["log"])
+    run_class = wandb.sdk.wandb_run.Run  # type: ignore[attr-defined]
+    marking = vars(run_class).get("mark_preempting")
+    if marking is not None and not hasattr(marking, ORIGINAL_ATTR):
+        run_class.mark_preempting = _wrap_mark_preempting(marking)
     init = wandb.init  # type: ignore[attr-defined]
     if not hasattr(init, ORIGINAL_ATTR):
         wandb.init = _wrap_init(init)  # type: ignore[attr-defined]
@@ -165,10 +169,10 @@ def patch_wandb(wandb: object) -> None:
 
 
 def exit_on_sigterm() -> None:
-    """Make SIGTERM (the orchestrator's polite stop) raise ``SystemExit(143)``, so the script
-    unwinds and wandb finishes its run at exit; killed outright, the run's data is lost
-    (wandb's service leaves with its parent without writing it). Only where SIGTERM still
-    has its default action and only in the main thread: a script's own handler wins."""
+    """Make SIGTERM (the orchestrator's polite stop) exit with 143, so the script unwinds and
+    wandb finishes its run at exit with that exit code; killed outright, the run's data is
+    lost (wandb's service leaves with its parent without writing it). Only where SIGTERM
+    still has its default action and only in the main thread: a script's own handler wins."""
     import signal
     import threading
 
@@ -182,7 +186,58 @@ def _sigterm_exit(signum: int, frame: object) -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the unwinding finish
-    raise SystemExit(128 + signum)
+    mark_preempting_if_asked()
+    # Through sys.exit, not a bare SystemExit: wandb's exit hook replaces sys.exit to learn
+    # the exit code (wandb/sdk/lib/exit_hooks.py); raised directly, the run ends with 0 and
+    # a stopped run looks finished in W&B.
+    sys.exit(128 + signum)
+
+
+def mark_preempting_if_asked() -> None:
+    """Before a preempted trial exits (the orchestrator left ``<trial-dir>/preempt``), mark
+    its W&B run preempting, so the server hands the run out again."""
+    directory = os.environ.get("GPUSWEEP_TRIAL_DIR")
+    wandb = sys.modules.get("wandb")
+    if not directory or wandb is None or not os.path.exists(os.path.join(directory,
+                                                                         "preempt")):
+        return
+    try:
+        run = wandb.run
+        if run is not None:
+            run.mark_preempting()
+    except Exception:
+        pass
+
+
+def _wrap_mark_preempting(original: Callable) -> Callable:
+    def mark_preempting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            _write_event({"kind": "preempting"})
+        except Exception:
+            pass
+        return original(self, *args, **kwargs)
+
+    setattr(mark_preempting, ORIGINAL_ATTR, original)
+    mark_preempting.__doc__ = original.__doc__
+    return mark_preempting
+
+
+def _report_run(run: Any) -> None:
+    """Tell the orchestrator where this trial's W&B run lives (a framework may put it
+    outside the sweep directory: Lightning's WandbLogger passes ``dir="."``)."""
+    run_dir = getattr(run, "dir", None)
+    if not isinstance(run_dir, str) or not run_dir:
+        return
+    _write_event({"kind": "wandb_run", "id": getattr(run, "id", None),
+                  "dir": os.path.dirname(os.path.abspath(run_dir))})
+
+
+def _write_event(event: dict) -> None:
+    if not os.environ.get(EVENTS_ENV):
+        return
+    import _gpusweep_child
+
+    _gpusweep_child.append_event(event)
 
 
 def _wrap_log(original: Callable) -> Callable:
@@ -220,10 +275,16 @@ def _wrap_init(original: Callable) -> Callable:
         except Exception:
             saved = None
         try:
-            return original(*args, **kwargs)
+            run = original(*args, **kwargs)
         finally:
             if saved is not None:
                 sys.argv = saved
+        try:
+            if os.environ.get("WANDB_MODE") != "disabled":
+                _report_run(run)
+        except Exception:
+            pass
+        return run
 
     setattr(init, ORIGINAL_ATTR, original)
     init.__doc__ = original.__doc__
