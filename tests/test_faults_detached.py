@@ -221,42 +221,6 @@ def test_each_slot_gets_its_own_orphans(write_sweep, run_sweep, tmp_path):
     nothing_left(result, tmp_path)
 
 
-@pytest.mark.parametrize("wandb_run", [False, True], ids=["plain", "wandb"])
-def test_main_dead_and_workers_blocked_is_stalled_with_or_without_wandb(wandb_run, write_sweep,
-                                                                        run_sweep, tmp_path):
-    """With ``--wandb`` the main started an offline W&B run first, as the W&B example that
-    fails this way does: wandb's service lives on in the tree, doing its own background
-    work, and must not keep the dead trial alive."""
-    config = sweep(fault("dead_main.py"), ["--wandb"] if wandb_run else [], stall_s=3)
-    result = run_sweep(write_sweep(config), timeout=180)
-    (record,) = result.memories()
-    assert record["status"] == "stalled" and "isolation.stall_s" in record["reason"]
-    assert record["cleanup"]["processes_killed"] >= 3  # the main and its two workers
-    log = (result.sweep_dir / record["run"] / "output.log").read_text()
-    assert "RuntimeError: the main process failed" in log
-    assert "most recent call first" in log  # the stacks were dumped before the stop
-    if wandb_run:
-        host = record["host"]
-        assert host["peak_rss_mb"] - host["peak_rss_trial_mb"] > 10  # wandb-core was there
-    nothing_left(result, tmp_path)
-
-
-def test_the_stall_rule_never_fires_on_a_trial_that_computes_or_reports(write_sweep,
-                                                                        run_sweep, tmp_path):
-    """Silent but computing, waiting on a child that computes, or idle but reporting: each
-    lives for more than two stall windows and is not stalled."""
-    stall_s, seconds = 2, 5
-    config = sweep(fault("quiet_but_alive.py"), [f"--seconds={seconds}"], stall_s=stall_s)
-    config["parameters"] = {"how": {"values": ["compute", "child", "report"]}}
-    result = run_sweep(write_sweep(config), "--slots", "3")
-    assert result.returncode == 0, result.proc.stderr
-    records = result.memories()
-    assert {r["params"]["how"]: r["status"] for r in records} == {
-        "compute": "finished", "child": "finished", "report": "finished"}
-    assert all(r["duration_s"] >= seconds > 2 * stall_s for r in records)
-    nothing_left(result, tmp_path)
-
-
 def test_a_killed_launcher_still_has_its_tree_ended(write_sweep, run_sweep, tmp_path):
     config = sweep(fault("kill_launcher.py"))
     result = run_sweep(write_sweep(config))
