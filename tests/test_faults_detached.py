@@ -207,6 +207,48 @@ def test_without_the_subreaper_the_token_scan_misses_the_daemon(how, tmp_path, m
         process.close()
 
 
+SERVICE = """import json, os, subprocess, sys, time
+spool, daemon = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    for name in os.listdir(spool):
+        if name.endswith(".json"):
+            request = json.load(open(os.path.join(spool, name)))
+            os.unlink(os.path.join(spool, name))
+            subprocess.Popen([sys.executable, daemon, request["pidfile"], "20"],
+                             env=request["environ"], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    time.sleep(0.02)
+"""
+
+
+def test_the_token_scan_ends_what_a_service_started_outside_the_tree(write_sweep, run_sweep,
+                                                                      tmp_path):
+    """The second net: a daemon started on the trial's behalf by a service outside its tree
+    (not its descendant, not in its cgroup) but with its environment is found by its token."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    service = subprocess.Popen([sys.executable, "-c", SERVICE, str(spool),
+                                str(ROOT / fault("lingering_daemon.py"))])
+    try:
+        config = sweep(fault("ask_service.py"), [f"--spool={spool}"])
+        result = run_sweep(write_sweep(config))
+    finally:
+        service.kill()
+        service.wait(timeout=30)
+    assert result.returncode == 0, result.proc.stderr
+    (record,) = result.memories()
+    assert record["status"] == "finished", record["error"]
+    trial_dir = result.sweep_dir / record["run"]
+    daemon = json.loads((trial_dir / "daemon.pid.json").read_text())
+    assert daemon["token"] and daemon["ppid"] == service.pid  # the service's, not the trial's
+    assert record["cleanup"]["escapees_killed"] == 1 == record["cleanup"]["processes_killed"]
+    assert not psutil.pid_exists(daemon["pid"]) or \
+        psutil.Process(daemon["pid"]).status() == psutil.STATUS_ZOMBIE
+    nothing_left(result, tmp_path)
+
+
 def test_each_slot_gets_its_own_orphans(write_sweep, run_sweep, tmp_path):
     config = sweep(fault("detach.py"), ["--how=setsid", "--mb=20", "--hold=1"], [1, 2, 3])
     result = run_sweep(write_sweep(config), "--slots", "3")

@@ -1,9 +1,10 @@
 """The daemon every detachment fault leaves behind: ignores SIGTERM, holds memory, lives on.
 
 ``python lingering_daemon.py PIDFILE MB``: holds MB megabytes of written (resident) memory,
-writes what it has (``PIDFILE.json``: its pid, process group and session, whether it still
-carries the trial's token) and then its pid to PIDFILE, both atomically, and sleeps. Its argv
-names PIDFILE, so a test can find it whatever its environment says (it usually has none).
+writes what it has (``PIDFILE.json``: its pid, parent, process group and session, whether
+it still carries the trial's token) and then its pid to PIDFILE, both atomically, and
+sleeps. Its argv names PIDFILE, so a test can find it whatever its environment says (it
+usually has none).
 
 Ids come from ``/proc/self``, which is the orchestrator's view even when the daemon runs in a
 PID namespace of its own (where ``os.getpid()`` would say 1). It ends by itself after
@@ -26,12 +27,13 @@ def write_atomically(path: str, text: str) -> None:
 
 
 def own_ids() -> dict:
-    """pid, process group and session as the orchestrator's PID namespace sees them."""
+    """pid, parent, process group and session as the orchestrator's PID namespace sees
+    them."""
     with open("/proc/self/stat", "rb") as handle:
         data = handle.read()
     fields = data[data.rfind(b")") + 2:].split()
-    return {"pid": int(os.readlink("/proc/self")), "pgid": int(fields[2]),
-            "sid": int(fields[3])}
+    return {"pid": int(os.readlink("/proc/self")), "ppid": int(fields[1]),
+            "pgid": int(fields[2]), "sid": int(fields[3])}
 
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
