@@ -323,6 +323,25 @@ def test_a_directory_without_cgroup_kill_is_not_used(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the probe removed its test directory
 
 
+def test_a_test_cgroup_that_cannot_be_removed_is_a_reason_not_a_crash(tmp_path, monkeypatch):
+    """FAKE cgroupfs: mkdir makes the files the kernel would; rmdir fails like a busy cgroup."""
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args):
+        real_mkdir(path, *args)
+        for name in ("cgroup.kill", "cgroup.procs"):
+            Path(path, name).write_text("")
+
+    def rmdir(path):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+
+    (tmp_path / "cgroup.procs").write_text("")
+    monkeypatch.setattr(cgroup.os, "mkdir", mkdir)
+    monkeypatch.setattr(cgroup.os, "rmdir", rmdir)
+    assert cgroup.probe(str(tmp_path)) == (f"cannot remove a cgroup in {tmp_path}: "
+                                           "Device or resource busy")
+
+
 def fake_cgroupfs(path, files):
     path.mkdir(exist_ok=True)
     for name, text in files.items():
