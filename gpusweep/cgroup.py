@@ -83,15 +83,17 @@ def probe(base: str) -> str | None:
         os.mkdir(test)
     except OSError as exc:
         return f"cannot create a cgroup in {base}: {exc.strerror}"
+    problem = None
+    if not os.path.exists(os.path.join(test, "cgroup.kill")):
+        problem = f"cgroup v2 at {base} has no cgroup.kill (Linux 5.14+)"
+    for procs in (os.path.join(base, "cgroup.procs"), os.path.join(test, "cgroup.procs")):
+        if problem is None and not os.access(procs, os.W_OK):
+            problem = f"cannot move processes between cgroups: {procs} is not writable"
     try:
-        if not os.path.exists(os.path.join(test, "cgroup.kill")):
-            return f"cgroup v2 at {base} has no cgroup.kill (Linux 5.14+)"
-        for procs in (os.path.join(base, "cgroup.procs"), os.path.join(test, "cgroup.procs")):
-            if not os.access(procs, os.W_OK):
-                return f"cannot move processes between cgroups: {procs} is not writable"
-        return None
-    finally:
         os.rmdir(test)
+    except OSError as exc:  # a cgroup we cannot remove would be left behind by every trial
+        problem = problem or f"cannot remove a cgroup in {base}: {exc.strerror}"
+    return problem
 
 
 def enable_memory(base: str, write: Callable[[str, str], None] | None = None) -> str | None:

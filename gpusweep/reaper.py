@@ -16,8 +16,9 @@ ARGV...`` (standard library only and no ``site``, so it starts in milliseconds).
   memory is no part of the trial's);
 - on SIGTERM, SIGINT or SIGHUP (the orchestrator's stop), or once the orchestrator died:
   SIGTERM to the trial's process group, up to GRACE_S for it to leave, SIGKILL; then the same
-  for every other descendant (outside the group: daemons, wandb's service) within what is left
-  of GRACE_S; then ``cgroup.kill``, which ends whatever is left in the cgroup at once;
+  for every other descendant (outside the group: daemons, wandb's service) and every other
+  process in the cgroup within what is left of GRACE_S; then ``cgroup.kill``, which ends
+  whatever is left in the cgroup at once;
 - exits once the trial exited and no child is left, with the trial's own exit status: a
   death by signal is raised again on itself, so ``Popen.returncode`` is ``-SIGSEGV`` for a
   segfault.
@@ -147,8 +148,16 @@ class Launcher:
             delay = min(delay * 2, 0.05)
 
     def _live(self, group: bool | None) -> list[int]:
-        """Live descendants: in the trial's process group (True), outside it (False), all."""
-        return [pid for pid, pgrp in descendants(os.getpid()).items()
+        """The trial's live processes: every descendant and, with a cgroup, whatever else is
+        in it (what got away from the subreaper, if this could not become one); in the
+        trial's process group (True), outside it (False), all (None)."""
+        found = descendants(os.getpid())
+        if self.cgroup:
+            for pid in cgroup_procs(self.cgroup):
+                stat = None if pid in found else _stat(pid)
+                if stat is not None and stat[0] not in (b"Z", b"X"):
+                    found[pid] = stat[2]
+        return [pid for pid, pgrp in found.items()
                 if group is None or (pgrp == self.trial_pid) == group]
 
 
@@ -197,6 +206,15 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
     return result
+
+
+def cgroup_procs(cgroup: str) -> list[int]:
+    """The pids in a cgroup v2 (none when it is gone)."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs"), "rb") as handle:
+            return [int(x) for x in handle.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _all_pids() -> list[int]:

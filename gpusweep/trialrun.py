@@ -373,8 +373,8 @@ class RunningTrial:
         )
 
     def _peak_mb(self) -> float | None:
-        """The trial's peak for ``mode: fixed``: torch's reserved peak (what seed 003 looked
-        at), else its processes' NVML peak; the host peak on a machine with no GPU."""
+        """The trial's peak for ``mode: fixed``: torch's reserved peak (what its size rule was
+        set on), else its processes' NVML peak; the host peak on a machine with no GPU."""
         assert self.monitor is not None
         peaks = self.monitor.peaks
         if self.device.is_gpu:

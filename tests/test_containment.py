@@ -258,6 +258,37 @@ def test_without_clone3_the_trial_moves_into_its_cgroup_before_its_exec(tmp_path
 
 
 @needs_cgroup
+def test_with_a_cgroup_the_launcher_ends_what_got_away_from_it(tmp_path, monkeypatch):
+    """A launcher that could not become a subreaper (prctl refused): the daemon goes to init,
+    out of the launcher's tree, but not out of the trial's cgroup, and the launcher's own
+    stop (the one it also makes when the orchestrator dies) ends it there."""
+    wrapper = tmp_path / "reaper_without_subreaper.py"
+    wrapper.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'gpusweep')!r})\n"
+        "import reaper\n"
+        "reaper.PR_SET_CHILD_SUBREAPER = -1  # EINVAL\n"
+        "reaper.main(sys.argv[1:])\n")
+    monkeypatch.setattr("gpusweep.trialprocess.REAPER", str(wrapper))
+    group = TrialCgroup.create(cgroup.detect(), f"test-stray-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        process = launch([PY, "-c", DOUBLE_FORK], tmp_path, grace_s=0.5, cgroup_dir=group.path)
+        assert any("subreaper" in note for note in process.notes)
+        log = tmp_path / "out.log"
+        assert wait_for(lambda: log.read_text().strip())
+        daemon = int(log.read_text().split()[0])
+        assert wait_for(lambda: psutil.Process(daemon).ppid() != process.launcher_pid)
+        assert daemon in group.pids()
+        process.stop(0.5)
+        process.close()
+        assert wait_for(lambda: gone(daemon))
+        assert process.signalled == {process.pid: "group", daemon: "outside"}
+        assert process.leftover == []
+    finally:
+        assert group.remove() == []
+
+
+@needs_cgroup
 def test_cgroup_kill_ends_everything_in_it_at_once(tmp_path):
     found = cgroup.detect()
     group = TrialCgroup.create(found, f"test-kill-{os.getpid()}-{time.monotonic_ns()}")
@@ -290,6 +321,25 @@ def test_mounts_and_own_cgroup_are_parsed():
 def test_a_directory_without_cgroup_kill_is_not_used(tmp_path):
     assert "cgroup.kill" in cgroup.probe(str(tmp_path))
     assert list(tmp_path.iterdir()) == []  # the probe removed its test directory
+
+
+def test_a_test_cgroup_that_cannot_be_removed_is_a_reason_not_a_crash(tmp_path, monkeypatch):
+    """FAKE cgroupfs: mkdir makes the files the kernel would; rmdir fails like a busy cgroup."""
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args):
+        real_mkdir(path, *args)
+        for name in ("cgroup.kill", "cgroup.procs"):
+            Path(path, name).write_text("")
+
+    def rmdir(path):
+        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+
+    (tmp_path / "cgroup.procs").write_text("")
+    monkeypatch.setattr(cgroup.os, "mkdir", mkdir)
+    monkeypatch.setattr(cgroup.os, "rmdir", rmdir)
+    assert cgroup.probe(str(tmp_path)) == (f"cannot remove a cgroup in {tmp_path}: "
+                                           "Device or resource busy")
 
 
 def fake_cgroupfs(path, files):

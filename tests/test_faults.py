@@ -190,7 +190,7 @@ def test_stale_lock_of_a_dead_orchestrator_is_taken_over(write_sweep, tmp_path):
     first = subprocess.Popen(command, cwd=ROOT)
     events = _wait_for(lambda: [p for p in log_dir.glob("*/*/events.jsonl")])[0]
     first.kill()  # SIGKILL: the lock file stays behind with a dead pid in it
-    first.wait()
+    first.wait(timeout=30)
     sweep_dir = events.parent.parent
     assert (sweep_dir / "lock").exists()
     resumed = subprocess.run(command + ["--resume", sweep_dir.name], cwd=ROOT,

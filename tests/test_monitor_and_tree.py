@@ -45,7 +45,7 @@ def test_monitor_sums_the_tree_and_remembers_every_process(tmp_path):
         assert wait_for(lambda: monitor.sample().rss_mb > 50)
     finally:
         end_tree(proc.pid, None, monitor.seen, grace_s=2)
-        proc.wait()
+        proc.wait(timeout=30)
         monitor.stop()
     assert len(monitor.seen) == 2
     assert monitor.peaks.rss_mb > 50 and monitor.peaks.gpu_used_mb is None
@@ -58,7 +58,7 @@ def test_end_tree_stops_parent_and_child():
     assert wait_for(lambda: len(psutil.Process(proc.pid).children()) == 1)
     child = psutil.Process(proc.pid).children()[0]
     result = end_tree(proc.pid, None, (), grace_s=2)
-    proc.wait()
+    proc.wait(timeout=30)
     assert result.processes_killed == 2 and result.escapees_killed == 0
     assert result.leftover == ()
     assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
@@ -75,7 +75,7 @@ def test_token_finds_a_process_in_another_session():
         assert result.escapees_killed == 1 and result.processes_killed == 1
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=30)
 
 
 def test_a_reused_pid_is_not_taken_for_a_seen_process():
@@ -85,7 +85,7 @@ def test_a_reused_pid_is_not_taken_for_a_seen_process():
         assert find_trial_processes(None, None, [(proc.pid, wrong_create_time)]) == []
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=30)
 
 
 # A trial whose child runs as wandb's service (argv[0] ends in wandb-core, like the real one
@@ -111,7 +111,7 @@ def test_monitor_keeps_wandb_service_out_of_the_trial_figure():
         sample = monitor.sample()
     finally:
         end_tree(proc.pid, None, monitor.seen, grace_s=2)
-        proc.wait()
+        proc.wait(timeout=30)
         monitor.stop()
     assert sample.rss_mb - sample.rss_trial_mb > 80  # the service and its child left out
     assert 0 < sample.rss_trial_mb < 80  # the trial's own process is counted
@@ -129,7 +129,7 @@ def test_a_process_counts_for_the_trial_from_its_second_sample():
         first, second = monitor.sample(), monitor.sample()
     finally:
         end_tree(proc.pid, None, (), grace_s=2)
-        proc.wait()
+        proc.wait(timeout=30)
     assert first.processes == 2 and first.rss_mb - first.rss_trial_mb > 50  # new: left out
     assert second.rss_trial_mb == second.rss_mb  # seen before: counted
 

@@ -1,4 +1,4 @@
-"""Leaves a daemon behind that the token scan cannot see, in one of four ways (``--how``):
+"""Leaves a daemon behind that the token scan cannot see, in one of five ways (``--how``):
 
 - ``setsid``: double fork, ``setsid`` and exec with an empty environment (``env -i``);
 - ``closefds``: daemon(3) by hand: double fork, ``setsid``, chdir /, every fd closed, exec
@@ -6,15 +6,20 @@
 - ``helper``: a helper process starts the daemon (own session, empty environment) and exits
   at once, so the daemon's parent is gone before anyone looks;
 - ``pgrp``: a grandchild moves to a process group of its own and execs with the trial's token
-  removed from its environment (what some container shims do).
+  removed from its environment (what some container shims do);
+- ``pidns``: like ``setsid``, but the daemon runs as the init of a PID namespace of its own
+  (``unshare --pid --fork``, with a user namespace when not root), where its pid is 1.
 
 The daemon (``lingering_daemon.py``) ignores SIGTERM and holds ``--mb`` MB. The trial waits
-until it runs, reports once, sleeps ``--hold`` seconds (ignoring SIGTERM when ``--hold`` is
-given) and exits 0.
+until it runs, writes ``trial.json`` in its directory (its own ids, its parent, the daemon's
+ancestors: who adopted it), reports once, sleeps ``--hold`` seconds (ignoring SIGTERM when
+``--hold`` is given) and exits 0.
 """
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,9 +33,16 @@ def daemon_argv(pidfile: str, mb: int) -> list[str]:
     return [sys.executable, DAEMON, pidfile, str(mb)]
 
 
-def via_setsid(pidfile: str, mb: int) -> None:
+def unshare_argv() -> list[str]:
+    """``unshare(1)`` into a new PID namespace (the daemon is its init), as any user."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return [shutil.which("unshare") or "/usr/bin/unshare", *user, "--pid", "--fork"]
+
+
+def via_setsid(pidfile: str, mb: int, prefix: tuple[str, ...] = ()) -> None:
     def grandchild() -> None:
-        os.execve(sys.executable, daemon_argv(pidfile, mb), {})
+        argv = [*prefix, *daemon_argv(pidfile, mb)]
+        os.execve(argv[0], argv, {})
     child = os.fork()
     if child == 0:
         os.setsid()
@@ -81,9 +93,25 @@ def via_pgrp(pidfile: str, mb: int) -> None:
     os.waitpid(child, 0)
 
 
+def ancestors(pid: int) -> list[int]:
+    """The daemon's parent, its parent's parent, ... up to init (its parents have exited by
+    now, so it hangs below whatever adopted it)."""
+    chain: list[int] = []
+    while pid > 1 and len(chain) < 64:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        pid = int(data[data.rfind(b")") + 2:].split()[1])
+        chain.append(pid)
+    return chain
+
+
+def via_pidns(pidfile: str, mb: int) -> None:
+    via_setsid(pidfile, mb, tuple(unshare_argv()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--how", choices=["setsid", "closefds", "helper", "pgrp"])
+    parser.add_argument("--how", choices=["setsid", "closefds", "helper", "pgrp", "pidns"])
     parser.add_argument("--mb", type=int, default=150)
     parser.add_argument("--hold", type=float, default=0.0)
     parser.add_argument("--as-helper")
@@ -91,19 +119,27 @@ def main() -> None:
     args = parser.parse_args()
     if args.as_helper:
         as_helper(args.as_helper, args.mb)
-    pidfile = os.path.join(os.environ["GPUSWEEP_TRIAL_DIR"], "daemon.pid")
+    trial_dir = os.environ["GPUSWEEP_TRIAL_DIR"]
+    pidfile = os.path.join(trial_dir, "daemon.pid")
     {"setsid": via_setsid, "closefds": via_closefds, "helper": via_helper,
-     "pgrp": via_pgrp}[args.how](pidfile, args.mb)
+     "pgrp": via_pgrp, "pidns": via_pidns}[args.how](pidfile, args.mb)
+    deadline = time.monotonic() + 60
     while not os.path.exists(pidfile):
+        if time.monotonic() > deadline:
+            sys.exit(f"the daemon did not start ({args.how})")
         time.sleep(0.01)
+    with open(pidfile) as handle:
+        daemon = int(handle.read())
+    with open(os.path.join(trial_dir, "trial.json"), "w") as handle:
+        json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
+                   "parent": os.getppid(), "daemon_ancestors": ancestors(daemon)}, handle)
     from gpusweep import trial
 
     trial.report(step=0, loss=1.0)
     if args.hold:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(args.hold)
-    with open(pidfile) as handle:
-        print(f"daemon {handle.read()} left behind ({args.how})", flush=True)
+    print(f"daemon {daemon} left behind ({args.how})", flush=True)
 
 
 if __name__ == "__main__":

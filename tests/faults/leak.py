@@ -1,4 +1,4 @@
-"""Leaks 3 MB of Python objects per step into a global list (like seed 001's metric leak)."""
+"""Leaks 3 MB of Python objects per step into a global list (a metric history kept forever)."""
 
 import argparse
 import time

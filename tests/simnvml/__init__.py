@@ -26,7 +26,8 @@ Scenario (JSON; every key optional but ``state_dir``; :mod:`simnvml.compose` bui
         "uuid": "GPU-...", "name": "Tesla T4", "total_mb": 15360, "reserved_mb": 0,
         "base_used_mb": 300, "compute_capability": [7, 5],
         "energy": true, "utilization": true,    # false: NVMLError_NotSupported
-        "util_full_mb": 4000,      # utilization = 100 % * held MB / this (grows with memory)
+        "util_full_mb": 4000,      # utilization = 100 % * held MB / this (grows with memory;
+                                   #   memory held with hold(busy=False) counts for none)
         "idle_w": 30, "max_w": 70, # power between them by utilization, integrated as energy
         "handle_error": null,      # e.g. "GpuIsLost": nvmlDeviceGetHandleByIndex raises it
         "memory_error": null,      # e.g. "NoPermission": the memory query raises it
@@ -270,8 +271,9 @@ def _apply_bindings(bindings: str) -> None:
 def _utilization_pct(handle: _Handle) -> float:
     unit = _unit(handle)
     held, _ = _state().held_mb(unit["uuid"])
+    held -= _state().idle_mb(unit["uuid"])
     full = float(unit.get("util_full_mb") or unit.get("total_mb", 16000.0) / 4)
-    return min(100.0, 100.0 * held / full)
+    return min(100.0, 100.0 * max(0.0, held) / full)
 
 
 def nvmlDeviceGetUtilizationRates(handle):

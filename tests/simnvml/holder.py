@@ -55,11 +55,12 @@ class Holding:
     """Memory this process holds on its simulated device."""
 
     def __init__(self, device: dict, mb: float, lists: tuple[str, ...], orphan_mb: float,
-                 state_dir: str) -> None:
+                 state_dir: str, busy: bool = True) -> None:
         self.device = device
         me = psutil.Process()
         self._entry = {"pid": me.pid, "create_time": me.create_time(), "uuid": device["uuid"],
-                       "mb": float(mb), "lists": list(lists), "orphan_mb": float(orphan_mb)}
+                       "mb": float(mb), "lists": list(lists), "orphan_mb": float(orphan_mb),
+                       "busy": bool(busy)}
         folder = os.path.join(state_dir, "alloc")
         os.makedirs(folder, exist_ok=True)
         self.path = os.path.join(folder, f"{me.pid}.{next(_sequence)}.json")
@@ -95,9 +96,12 @@ def open_context(device: dict, state_dir: str) -> None:
 
 
 def hold(mb: float, lists: tuple[str, ...] = ("compute",), orphan_mb: float = 0.0,
-         environ: dict[str, str] | None = None) -> Holding:
-    """Hold ``mb`` MB on this process's simulated device, with a CUDA context open."""
+         environ: dict[str, str] | None = None, busy: bool = True) -> Holding:
+    """Hold ``mb`` MB on this process's simulated device, with a CUDA context open.
+
+    ``busy``: its memory makes the device busy (utilization grows with it); False for a
+    process that holds its context and runs nothing (a dead trial: NVML shows 0 %)."""
     scenario = load_scenario((environ or os.environ).get("GPUSWEEP_SIMNVML"))
     device = device_for(environ)
     open_context(device, scenario["state_dir"])
-    return Holding(device, mb, lists, orphan_mb, scenario["state_dir"])
+    return Holding(device, mb, lists, orphan_mb, scenario["state_dir"], busy)

@@ -51,6 +51,7 @@ class Allocation:
     orphan_mb: float
     alive: bool
     listed: bool  # alive, or gone for less than free_delay_s
+    busy: bool = True  # False: held by a process that runs nothing on the GPU (a dead trial)
 
 
 @dataclass
@@ -94,7 +95,8 @@ class World:
             listed = alive or now - self.gone_since[name] < delay
             found.append(Allocation(int(entry["pid"]), entry["uuid"], float(entry["mb"]),
                                     list(entry.get("lists") or ["compute"]),
-                                    float(entry.get("orphan_mb", 0.0)), alive, listed))
+                                    float(entry.get("orphan_mb", 0.0)), alive, listed,
+                                    bool(entry.get("busy", True))))
         return found
 
     def held_mb(self, uuid: str) -> tuple[float, list[Allocation]]:
@@ -105,6 +107,11 @@ class World:
         total = sum(a.mb for a in listed) + sum(a.orphan_mb for a in allocations
                                                  if not a.listed)
         return total, listed
+
+    def idle_mb(self, uuid: str) -> float:
+        """Memory on one device held by live processes that run nothing on it."""
+        return sum(a.mb for a in self.allocations()
+                   if a.uuid == uuid and a.listed and not a.busy)
 
     def energy(self, uuid: str, power_w: float) -> float:
         """The energy counter (mJ): integrates the power now over the time since last read."""
