@@ -4,8 +4,9 @@
 only sampling needs: validating a sweep and grid search never sample. ``sweeps.next_run``
 imports Bayesian search, scikit-learn included (a third of a second), whatever the method.
 So the engine is imported when it is first asked, scipy.stats is a module that loads on first
-use, and the search is the one function ``next_run`` would call. Random sweeps still pay for
-scipy.stats at their first proposal, and bayes sweeps for scikit-learn.
+use, and the search is the one function ``next_run`` would call. Random sweeps sample through
+:mod:`gpusweep.lightstats` (the same values without scipy.stats); bayes sweeps pay for
+scipy.stats and scikit-learn.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def search(method: str) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
     if method not in SEARCHES:
         raise ValueError(f"unknown search method {method!r}")
     package()
-    if method != "grid":  # they sample (scipy.stats), and scikit-learn imports its parts
+    if method == "bayes":  # scikit-learn imports scipy.stats' parts
         load_deferred()
+    _sample_with(method)
     module, name = SEARCHES[method]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -53,6 +55,18 @@ def search(method: str) -> Callable[[dict[str, Any], list[Any]], list[Any]]:
     if method == "random":  # the only one that takes no run list
         return lambda config, runs: function(config, validate=False, n=1)
     return lambda config, runs: function(runs, config, validate=False, n=1)
+
+
+def _sample_with(method: str) -> None:
+    """The ``stats`` that sweeps' params sample with: ours for random search, scipy.stats for
+    the rest (Bayesian search asks for more than ppf)."""
+    params = importlib.import_module("sweeps.params")
+    if method == "random":
+        from gpusweep import lightstats
+
+        params.stats = lightstats
+    elif getattr(params.stats, "__name__", "") != "scipy.stats":
+        params.stats = importlib.import_module("scipy.stats")
 
 
 def defer_import(name: str) -> None:

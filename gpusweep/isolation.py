@@ -161,7 +161,8 @@ class IsolationConfig:
     """Our ``isolation:`` block; stripped before W&B's engine sees the sweep."""
 
     timeout_s: float | None = None
-    stall_s: float | None = STALL_S_DEFAULT  # null turns the stall rule off
+    # null or off turns the stall rule off (YAML 1.1 reads a bare off as false)
+    stall_s: float | Literal["off"] | None = STALL_S_DEFAULT
     stop: StopConfig = field(default_factory=StopConfig)
     wait: WaitConfig = field(default_factory=WaitConfig)
     on_dirty: Literal["continue", "abort"] = "continue"
@@ -177,6 +178,8 @@ class IsolationConfig:
 
     def __post_init__(self) -> None:
         _positive("timeout_s", self.timeout_s)
+        if self.stall_s == "off":  # one spelling for the rest of the code: None
+            object.__setattr__(self, "stall_s", None)
         _positive("stall_s", self.stall_s)
         if self.pack and not self.fit.features:
             raise ConfigError("pack", "needs isolation.fit.features: packing admits a trial "

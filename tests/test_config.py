@@ -165,6 +165,18 @@ def test_stall_s_null_turns_the_stall_rule_off_and_containment_is_checked():
     assert error_of(base(isolation={"containment": "cgroup"})).key == "isolation.containment"
 
 
+@pytest.mark.parametrize("value", ["off", False])  # False: YAML 1.1 reads a bare off so
+def test_stall_s_off_turns_the_stall_rule_off_as_documented(value, tmp_path):
+    assert parse_sweep(base(isolation={"stall_s": value}), "s.yaml").isolation.stall_s is None
+    path, program = tmp_path / "s.yaml", tmp_path / "p.py"  # as a user writes it, in YAML
+    program.write_text("")
+    path.write_text(f"program: {program}\nmethod: grid\nparameters: {{x: {{values: [1]}}}}\n"
+                    "isolation:\n  stall_s: off\n")
+    assert load_sweep(str(path)).isolation.stall_s is None
+    assert error_of(base(isolation={"stall_s": "of"})).key == "isolation.stall_s"
+    assert error_of(base(isolation={"stall_s": 0})).key == "isolation.stall_s"
+
+
 @pytest.mark.parametrize("isolation, key", [
     ({"oom": {"retry": True, "key": "batchsize"}}, "isolation.oom.key"),
     ({"fit": {"features": ["x", "hiden"]}}, "isolation.fit.features[1]"),

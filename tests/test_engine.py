@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import scipy.stats
 from conftest import ROOT, program
 
 import sweeps
@@ -43,6 +44,8 @@ def test_search_proposes_what_next_run_proposes(method):
     ours, theirs = [], []
     for proposals, propose in ((ours, engine.search(method)),
                                (theirs, lambda c, runs: [sweeps.next_run(c, runs)])):
+        if proposals is theirs:  # sweeps sampling with scipy.stats itself, not ours
+            sweeps.params.stats = scipy.stats
         runs = []
         for i in range(8):
             seeded(i)
@@ -102,14 +105,17 @@ def test_a_grid_sweep_never_loads_scipy_stats_scikit_learn_or_wandb(tmp_path):
                      "scipy.stats": "_Deferred", "stats_py": False}
 
 
-def test_random_loads_scipy_stats_but_not_scikit_learn(tmp_path):
+def test_random_samples_without_scipy_stats_or_scikit_learn(tmp_path):
+    """A random sweep (a normal param among them) runs two trials: scipy.stats never loads."""
     found = modules_after(f"""
+        import os
+        os.environ["WANDB_MODE"] = "disabled"
         from gpusweep.cli import main
         assert main(["--sweep-config", {str(sweep_file(tmp_path, "random"))!r},
-                     "--dry-run"]) == 0
+                     "--log-dir", {str(tmp_path)!r}, "--quiet", "--count", "2"]) == 0
         """)
     assert found == {"wandb": False, "sklearn": False, "torch": False,
-                     "scipy.stats": "module", "stats_py": True}
+                     "scipy.stats": "_Deferred", "stats_py": False}
 
 
 def test_bayes_dry_run_still_works(tmp_path):
