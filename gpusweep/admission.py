@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from gpusweep import memfit
@@ -20,9 +21,15 @@ from gpusweep.isolation import FitConfig, IsolationConfig
 from gpusweep.records import TrialRecord
 
 
+class Action(Enum):
+    RUN = "run"  # start it (perhaps shrunk)
+    WAIT = "wait"  # pack: not beside its running neighbours; let one of them end first
+    SKIP = "skip"  # predicted not to fit even alone: recorded, never started
+
+
 @dataclass(frozen=True)
 class Admission:
-    action: str  # "run" | "wait" | "skip"
+    action: Action
     params: dict[str, Any]
     predicted_mb: float | None
     free_mb: float | None
@@ -50,32 +57,34 @@ def decide(
     trusted = model is not None and model.n >= config.min_trials
     predicted = model.predict(params) if model is not None else None
     if not trusted or memfit.fits(predicted, config.margin, free_mb):
-        return Admission("run", dict(params), predicted, free_mb)
+        return Admission(Action.RUN, dict(params), predicted, free_mb)
     why = (f"predicted peak {predicted:.0f} MB + {config.margin:.0%} margin > "
            f"{free_mb:.0f} MB free")
     if pack and has_neighbours:
-        return Admission("wait", dict(params), predicted, free_mb, why)
+        return Admission(Action.WAIT, dict(params), predicted, free_mb, why)
     if config.policy == "shrink":
         smaller = memfit.shrink_to_fit(params, shrink_key, model.predict, free_mb,
                                        config.margin, config.min)
         if smaller is not None:
-            return Admission("run", smaller, model.predict(smaller), free_mb,
+            return Admission(Action.RUN, smaller, model.predict(smaller), free_mb,
                              f"{why}: {shrink_key} shrunk to "
                              f"{memfit.param_value(smaller, shrink_key):g}")
-        return Admission("skip", dict(params), predicted, free_mb,
+        return Admission(Action.SKIP, dict(params), predicted, free_mb,
                          f"{why}, even with {shrink_key} at {config.min}")
     if config.policy == "skip":
-        return Admission("skip", dict(params), predicted, free_mb, why)
-    return Admission("run", dict(params), predicted, free_mb, why)
+        return Admission(Action.SKIP, dict(params), predicted, free_mb, why)
+    return Admission(Action.RUN, dict(params), predicted, free_mb, why)
 
 
 def admit(params: Mapping[str, Any], isolation: IsolationConfig, records: Sequence[TrialRecord],
-          device: Device, neighbours: Sequence[Any]) -> Admission:
+          device: Device, neighbours: Sequence[Any], pack: bool | None = None) -> Admission:
     """Fit the model on the ended trials and decide for a trial about to start on ``device``,
-    beside the ``neighbours`` (running trials) already there."""
+    beside the ``neighbours`` (running trials) already there. ``pack`` (default
+    ``isolation.pack``; ``--slots auto`` always packs) makes a trial that does not fit beside
+    them wait."""
     fit = isolation.fit
     if not fit.features:
-        return Admission("run", dict(params), None, None)
+        return Admission(Action.RUN, dict(params), None, None)
     model = memfit.fit_records(records, fit.features)
     gpu = device.is_gpu and (model is None or model.source == "gpu")
     growth, in_use = [], 0.0
@@ -94,7 +103,7 @@ def admit(params: Mapping[str, Any], isolation: IsolationConfig, records: Sequen
         free = available_mb()
     key = fit.key or isolation.oom.key
     return decide(params, model, free_for(free, growth), fit, key, bool(neighbours),
-                  isolation.pack)
+                  isolation.pack if pack is None else pack)
 
 
 def with_prediction_error(record: TrialRecord) -> TrialRecord:

@@ -45,8 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="validate and print the first trials' params and argv, run nothing")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--project", metavar="NAME", help="W&B project of the trial runs")
-    parser.add_argument("--slots", type=int, metavar="N",
-                        help="run up to N trials at once (default: one per GPU, or 1)")
+    parser.add_argument("--slots", type=_slots, metavar="N|auto",
+                        help="run up to N trials at once (default: one per GPU, or 1); auto: "
+                        "per device as many as memory, utilization and the host allow")
     parser.add_argument("--gpus", metavar="0,1|all",
                         help="GPUs to use, by NVML index; one slot each by default")
     parser.add_argument("--profile-leaks", action="store_true",
@@ -62,8 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
-    if args.slots is not None and args.slots < 1:
-        parser.error("--slots must be at least 1")
     if args.project is not None and project_problem(args.project):
         parser.error(f"--project {args.project!r}: {project_problem(args.project)}")
     if not args.sweep_config and not args.resume and not args.sweep_id:
@@ -75,6 +74,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--wandb creates a sweep from --sweep-config FILE; to join one, give "
                      "only --sweep-id")
     return args
+
+
+def _slots(text: str) -> int | str:
+    """``--slots``: a count of at least 1, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (or auto)")
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,8 +109,11 @@ def _work(args: argparse.Namespace, spec: SweepSpec, api: Any, sweep_id: str,
     from gpusweep.runner import SweepOptions, SweepRunner
     from gpusweep.slots import choose_devices, make_slots
 
+    if "auto" in (args.slots, spec.isolation.slots):
+        raise BadInput("--slots", "auto", "cloud mode registers a fixed number of W&B agents; "
+                       "give --slots N (auto is for local sweeps)")
     devices = choose_devices(args.gpus)
-    slots = len(make_slots(args.slots, devices))
+    slots = len(make_slots(args.slots or spec.isolation.slots, devices))
     options = SweepOptions(log_dir=args.log_dir, count=args.count, project=project,
                            entity=entity, slots=args.slots, config_file=args.config_file)
     display = QuietDisplay() if args.quiet else LiveDisplay()

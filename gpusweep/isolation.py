@@ -173,6 +173,12 @@ class IsolationConfig:
     flapping: FlappingConfig = field(default_factory=FlappingConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     pack: bool = False  # several slots on one device: admit a trial only when it fits
+    # trials at once: N, or auto (as many per device as memory, utilization and the host
+    # allow, up to max_slots; gpusweep.autoslots); null: one per device. --slots wins.
+    slots: int | Literal["auto"] | None = None
+    max_slots: int = 8  # auto: never more trials than this per device
+    max_utilization_pct: float = 85.0  # auto: add a trial only while the GPU is under this
+    utilization_window_s: float = 5.0  # auto: over this window, the newest trial this old
     # auto: a cgroup v2 per trial where the machine delegates one, else the subreaper alone
     containment: Literal["auto", "subreaper"] = "auto"
 
@@ -181,6 +187,13 @@ class IsolationConfig:
         if self.stall_s == "off":  # one spelling for the rest of the code: None
             object.__setattr__(self, "stall_s", None)
         _positive("stall_s", self.stall_s)
+        if isinstance(self.slots, int) and self.slots < 1:
+            raise ConfigError("slots", f"must be at least 1 or auto, got {self.slots}")
+        _positive("max_slots", self.max_slots)
+        if not 0 < self.max_utilization_pct <= 100:
+            raise ConfigError("max_utilization_pct", "must be a percentage in (0, 100], got "
+                              f"{self.max_utilization_pct}")
+        _positive("utilization_window_s", self.utilization_window_s)
         if self.pack and not self.fit.features:
             raise ConfigError("pack", "needs isolation.fit.features: packing admits a trial "
                               "by its predicted peak")

@@ -102,6 +102,7 @@ class TrialRecord:
     duration_s: float
     retry_of: str | None = None  # the OOM trial whose params this one retried, smaller
     slot: int = 0  # which of the sweep's concurrent slots ran it
+    beside: int | None = None  # the most other trials running at once beside it; null: unknown
     reason: str | None = None  # why we stopped it, in words (limit passed, stall, ...)
     oom_line: str | None = None  # the line that showed a CUDA OOM
     predicted_peak_mb: float | None = None  # the memory model's prediction at launch
@@ -132,6 +133,7 @@ class TrialRecord:
             "host_peak_mb": _round(self.host.peak_rss_mb),
             "wait_s": _round(self.cleanup.wait_s),
             "slot": self.slot,
+            "beside": self.beside,
             "device": self.gpu.label,
         }
         if self.gpu.index is not None:  # a GPU: its energy and utilization

@@ -19,7 +19,6 @@ import functools
 import gc
 import os
 import secrets
-import signal
 import string
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -27,7 +26,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
-from gpusweep.admission import Admission, admit, with_prediction_error
+from gpusweep.admission import Action, Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
 from gpusweep.cleanup import end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
@@ -42,10 +41,12 @@ from gpusweep.errors import (
     start_error,
 )
 from gpusweep.flapping import is_flapping
+from gpusweep.interrupts import Interrupts
 from gpusweep.lock import SweepLock
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import GpuRecord, TrialRecord
-from gpusweep.slots import Slot, make_slots, wait_for_exit
+from gpusweep.slotfill import SlotFiller, slot_count
+from gpusweep.slots import Slot, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import RunningTrial, now_iso
@@ -68,7 +69,7 @@ class SweepOptions:
     resume: str | None = None
     project: str | None = None
     profile_leaks: bool = False
-    slots: int | None = None  # default: one per device
+    slots: int | str | None = None  # N or "auto"; default: isolation.slots, or one per device
     entity: str | None = None
     config_file: str | None = None  # replaces --config_file's value in every trial's argv
 
@@ -92,11 +93,13 @@ class SweepRunner:
         self.recorder = SweepRecorder(options.log_dir, self.sweep_id, spec,
                                       config_file=options.config_file, project=self.project,
                                       entity=options.entity)
-        self.slots: list[Slot] = make_slots(options.slots, devices)
+        self.filler = SlotFiller(slot_count(options.slots, spec.isolation), spec.isolation,
+                                 devices)
+        self.slots: list[Slot] = self.filler.slots
         self.launched = 0
         self.rerun_records = 0  # killed by our death (or preempted) and re-run: one run_cap
         self.baselines = DeviceBaselines(devices)  # per device, re-taken where PIDs lie
-        self._interrupted: StopReason | None = None  # Ctrl-C (INTERRUPT) or SIGTERM (PREEMPT)
+        self._interrupts = Interrupts()  # Ctrl-C (INTERRUPT) or SIGTERM (PREEMPT)
         self._wall_start = 0.0
         self._started_unix = 0.0
         self._lock = SweepLock(self.recorder.dir)
@@ -136,7 +139,7 @@ class SweepRunner:
         gc.freeze()
         self.recorder.prepare(resume=self.source.resume)
         self._lock.acquire()
-        previous = self._trap_signals()
+        self._interrupts.trap()
         self._wall_start, self._started_unix = time.monotonic(), time.time()
         state, code, aborted = "finished", EXIT_OK, None
         try:
@@ -147,7 +150,7 @@ class SweepRunner:
             self.recorder.write_sweep("running")
             self.source.open(self)
             self._loop()
-            if self._interrupted:
+            if self._interrupts.reason:
                 state, code = "interrupted", EXIT_INTERRUPTED
             code = self.source.exit_code or code
         except SweepAborted as exc:
@@ -156,7 +159,7 @@ class SweepRunner:
             state = "crashed"  # a bug of ours: the trials were still ended and recorded
             raise
         finally:
-            self._stop_all(self._interrupted or StopReason.INTERRUPT)
+            self._stop_all(self._interrupts.reason or StopReason.INTERRUPT)
             self._pool.shutdown(wait=True)
             self.source.close()
             try:
@@ -168,7 +171,7 @@ class SweepRunner:
                             project=self.project, entity=self.options.entity,
                             agent=agent_key(self.sweep_dir),
                             backfill=not self.source.server_runs)
-            self._restore_signals(previous)
+            self._interrupts.restore()
             self._lock.release()
             gc.unfreeze()
             self.display.sweep_ended(self, state)
@@ -181,12 +184,10 @@ class SweepRunner:
         """Until the sweep is over: record ended trials, fill free slots, watch the running."""
         while True:
             self._collect_finished()
-            if self._interrupted:
+            if self._interrupts.reason:
                 return
             self.source.poll(self)
-            for slot in self.slots:
-                while slot.free and self._launch(slot):
-                    pass  # a skipped trial leaves the slot free for the next proposal
+            self.filler.fill(self._launch)
             if not self.running and self.source.over(self):
                 return  # nothing running and nothing left to launch: the sweep is over
             for slot in self.slots:
@@ -212,10 +213,10 @@ class SweepRunner:
         if pending is None:
             return False
         admitted = self._admit(slot, pending)
-        if admitted.action == "wait":  # pack: let a neighbour on this device end first
+        if admitted.action is Action.WAIT:  # pack: let a neighbour on this device end first
             self.source.put_back(slot, pending)
             return False
-        if admitted.action == "skip":
+        if admitted.action is Action.SKIP:
             self._record_skipped(slot, pending, admitted)
             return True
         self.baselines.before_launch(slot.device, busy=any(
@@ -248,7 +249,8 @@ class SweepRunner:
     def _admit(self, slot: Slot, pending: Pending) -> Admission:
         """The memory model's say on this trial (run as is, shrunk, wait, or skip)."""
         return admit(pending.params, self.spec.isolation, self.records, slot.device,
-                     [t for t in self.running if t.device is slot.device and not t.stopping])
+                     [t for t in self.running if t.device is slot.device and not t.stopping],
+                     pack=True if self.filler.auto else None)  # auto: wait, never crowd
 
     def _record_skipped(self, slot: Slot, pending: Pending, admitted: Admission) -> None:
         """A trial predicted not to fit: recorded, never started."""
@@ -325,7 +327,7 @@ class SweepRunner:
 
     def _record(self, trial: RunningTrial, future: Future) -> TrialRecord:
         """Write one ended trial's records (every path that ends a trial comes here)."""
-        record = with_prediction_error(future.result())
+        record = self.filler.ended(with_prediction_error(future.result()), trial.device)
         self.recorder.trial_ended(record, trial.events.history)
         self.display.trial_ended(self, record)
         return record
@@ -379,27 +381,3 @@ class SweepRunner:
         self.source.restored(self, orphan_records)
         for device in self.devices if orphan_pids else ():  # before the new baseline
             wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
-
-    # -- signals ----------------------------------------------------------------------------
-    def _trap_signals(self) -> dict[int, Any]:
-        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (whole
-        trees, within ``grace_s``) and exits 130. SIGTERM is a scheduler taking the machine
-        back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs are marked
-        preempting, so the W&B server hands them out again."""
-
-        def interrupted(signum: int, frame: Any) -> None:
-            if self._interrupted is None:
-                self._interrupted = (StopReason.PREEMPT if signum == signal.SIGTERM
-                                     else StopReason.INTERRUPT)
-
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: the ssh went away
-            try:
-                previous[sig] = signal.signal(sig, interrupted)
-            except ValueError:  # not the main thread (tests driving the runner directly)
-                pass
-        return previous
-
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -5,7 +5,7 @@ import yaml
 from conftest import ROOT
 from fakes import FakeDevice
 
-from gpusweep.admission import decide, free_for
+from gpusweep.admission import Action, decide, free_for
 from gpusweep.config import parse_sweep
 from gpusweep.display import QuietDisplay
 from gpusweep.isolation import FitConfig
@@ -24,40 +24,40 @@ def call(params, free, policy="skip", model=MODEL, neighbours=False, pack=False,
 
 def test_a_trial_that_fits_runs_unchanged():
     result = call({"batch_size": 100}, free=200)
-    assert result.action == "run" and result.params == {"batch_size": 100}
+    assert result.action is Action.RUN and result.params == {"batch_size": 100}
     assert result.predicted_mb == pytest.approx(100.0) and result.reason is None
 
 
 def test_skip_when_it_does_not_fit():
     result = call({"batch_size": 1000}, free=200)
-    assert result.action == "skip" and "1000 MB" in result.reason
+    assert result.action is Action.SKIP and "1000 MB" in result.reason
 
 
 def test_shrink_halves_the_batch_until_it_fits():
     result = call({"batch_size": 1000, "lr": 0.1}, free=200, policy="shrink")
-    assert result.action == "run" and result.params == {"batch_size": 125, "lr": 0.1}
+    assert result.action is Action.RUN and result.params == {"batch_size": 125, "lr": 0.1}
     assert "shrunk to 125" in result.reason
 
 
 def test_shrink_gives_up_below_its_minimum():
     result = call({"batch_size": 1000}, free=50, policy="shrink", min=64)
-    assert result.action == "skip" and "at 64" in result.reason
+    assert result.action is Action.SKIP and "at 64" in result.reason
 
 
 def test_off_predicts_but_always_runs():
     result = call({"batch_size": 1000}, free=200, policy="off")
-    assert result.action == "run" and result.predicted_mb == pytest.approx(1000.0)
+    assert result.action is Action.RUN and result.predicted_mb == pytest.approx(1000.0)
 
 
 def test_an_untrusted_model_decides_nothing():
     young = MemoryModel(("batch_size",), (1.0,), 0.0, n=2, source="gpu")
-    assert call({"batch_size": 1000}, free=200, model=young).action == "run"
-    assert call({"batch_size": 1000}, free=200, model=None).action == "run"
+    assert call({"batch_size": 1000}, free=200, model=young).action is Action.RUN
+    assert call({"batch_size": 1000}, free=200, model=None).action is Action.RUN
 
 
 def test_pack_waits_for_a_neighbour_instead_of_skipping():
-    assert call({"batch_size": 150}, free=100, neighbours=True, pack=True).action == "wait"
-    assert call({"batch_size": 150}, free=100, neighbours=False, pack=True).action == "skip"
+    assert call({"batch_size": 150}, free=100, neighbours=True, pack=True).action is Action.WAIT
+    assert call({"batch_size": 150}, free=100, neighbours=False, pack=True).action is Action.SKIP
 
 
 def test_free_memory_leaves_room_for_neighbours_growth():
