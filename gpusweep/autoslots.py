@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from gpusweep import memfit
+
 
 class Verdict(Enum):
     ADD = "add"  # one more trial may start beside the running ones
@@ -74,9 +76,8 @@ def memory_allows(free_mb: float | None, next_peak_mb: float | None,
                   margin: float) -> str | None:
     """None when the next trial fits with ``margin`` to spare; else why not."""
     if free_mb is None or next_peak_mb is None:
-        return "device memory unknown"
-    need = next_peak_mb * (1 + margin)
-    if need > free_mb:
+        return "device memory unknown"  # memfit.fits would call it a fit: not room to grow
+    if not memfit.fits(next_peak_mb, margin, free_mb):  # the admission's own test
         return f"memory: next trial {next_peak_mb:.0f} MB + {margin:.0%} > {free_mb:.0f} MB free"
     return None
 

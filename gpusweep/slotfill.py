@@ -55,6 +55,7 @@ class SlotFiller:
         self.beside: dict[str, int] = {}  # run -> most other trials running beside it
         self._util: dict[int, deque[tuple[float, float | None]]] = {}
         self._cpu: dict[str, deque[tuple[float, float]]] = {}
+        self._on_gpu: dict[str, float] = {}  # run -> when it first held GPU memory
         self._peak_gpu: dict[int, float] = {}  # id(device) -> largest trial peak seen
         self._peak_rss = 0.0
         self._sampled = 0.0
@@ -87,18 +88,24 @@ class SlotFiller:
         rss = record.host.peak_rss_trial_mb or record.host.peak_rss_mb
         self._peak_rss = max(self._peak_rss, rss or 0.0)
         self._cpu.pop(record.run, None)
+        self._on_gpu.pop(record.run, None)
         return dataclasses.replace(record, beside=self.beside.pop(record.run, None))
 
     # -- readings --------------------------------------------------------------------------
     def _trials(self) -> list[Any]:
-        return [s.trial for s in self.slots if s.trial is not None and s.finishing is None]
+        """The trials running now: not being cleaned up, and not exited since the loop last
+        watched them (an exited trial's memory is free already, and its peak is no longer
+        held: counted as running, it would make room look like more)."""
+        return [s.trial for s in self.slots
+                if s.trial is not None and s.finishing is None and not s.trial.exited()]
 
     def _running(self, device: Device) -> list[Any]:
         return [t for t in self._trials() if t.device is device and not t.stopping]
 
     def _count(self) -> None:
-        """Every running trial has at least the others beside it now."""
-        trials = [s.trial for s in self.slots if s.trial is not None]
+        """Every running trial has at least the others beside it now (a trial being cleaned
+        up has ended: it runs beside none)."""
+        trials = self._trials()
         for trial in trials:
             self.beside[trial.run_id] = max(self.beside.get(trial.run_id, 0), len(trials) - 1)
         for device in self.devices:
@@ -119,6 +126,8 @@ class SlotFiller:
             while samples and samples[0][0] < now - keep:
                 samples.popleft()
         for trial in self._trials():
+            if trial.run_id not in self._on_gpu and (_gpu_now(trial) or 0.0) > 0:
+                self._on_gpu[trial.run_id] = now
             last = trial.monitor.last if trial.monitor else None
             if last is None:
                 continue
@@ -140,10 +149,18 @@ class SlotFiller:
         self.last_reason[key] = decision.reason
         return decision.verdict is Verdict.ADD
 
+    def _settles_from(self, trial: Any, device: Device) -> float:
+        """When a trial's load starts to show: on a GPU, when it first held memory there (a
+        trial still importing torch computes nothing yet); one that never does, ten windows
+        after its start (it runs on the CPU)."""
+        if not device.is_gpu:
+            return trial.t_start
+        return self._on_gpu.get(trial.run_id, trial.t_start + 9 * self.window_s)
+
     def _device_reading(self, device: Device, running: Sequence[Any], now: float,
                         refill: bool) -> DeviceReading:
-        newest = max((t.t_start for t in running), default=now)
-        settled = refill or now - newest >= self.window_s
+        settled = refill or all(now - self._settles_from(t, device) >= self.window_s
+                                for t in running)
         util = autoslots.window_mean(self._util.get(id(device), ()), now, self.window_s)
         if refill and util is not None:
             util = 0.0  # this many ran before: the window still holds the trial that ended
