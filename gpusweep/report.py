@@ -25,7 +25,7 @@ from gpusweep.status import TrialStatus
 from gpusweep.sweepdir import SweepData, fit_features, flatten, load_sweep_dir, varied_params
 
 REPORT_DIR = "report"
-PLOTS = ("timeline", "peaks", "metric", "fit")
+PLOTS = ("timeline", "concurrency", "peaks", "metric", "fit")
 MIN_FIT_TRIALS = 3  # fewer usable trials than this and predicted vs actual means nothing
 
 
@@ -74,6 +74,7 @@ def median_abs_error(predicted: Sequence[float | None],
 def build(path: str, features: Sequence[str] | None = None) -> Report:
     """Draw every plot and write report.md; the report's files."""
     from gpusweep import plots  # matplotlib only here, never in the sweep itself
+    from gpusweep.plot_concurrency import concurrency
 
     data = load_sweep_dir(path)
     out = os.path.join(path, REPORT_DIR)
@@ -85,7 +86,8 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
         _check_features(path, features, data.records)
     fit = memory_fit(data.records, list(features or fit_features(data.config)))
     images: dict[str, str] = {}
-    drawers = (("timeline", plots.memory_timeline), ("peaks", plots.peak_bars),
+    drawers = (("timeline", plots.memory_timeline), ("concurrency", concurrency),
+               ("peaks", plots.peak_bars),
                ("metric", plots.metric_vs_params))
     for key, draw in drawers:
         if data.records and draw(data, os.path.join(out, f"{key}.png")):
@@ -151,6 +153,10 @@ def sections(has_gpu: bool) -> list[tuple[str, str, str]]:
         ("timeline", "Memory over the sweep",
          f"{memory} over wall time since the first trial started, coloured by the trial's "
          f"status; dotted lines mark trial starts (numbered as in the table){wait}."),
+        ("concurrency", "Trials at once",
+         "How many trials were running (process started, not exited) over wall time: with "
+         "--slots auto, the count it reached on this machine; each trial's record gives the "
+         "most that ran beside it (beside)."),
         ("peaks", "Peak memory per trial", f"{peaks} Coloured by status."),
         ("metric", "Metric vs params",
          "The best value each trial reached, one panel per param that varies (categories for "

@@ -16,7 +16,7 @@ from conftest import ROOT, program
 from gpusweep import cli, report
 from gpusweep.sweepdir import load_sweep_dir
 
-PLOTS = ("timeline.png", "peaks.png", "metric.png", "fit.png")
+PLOTS = ("timeline.png", "concurrency.png", "peaks.png", "metric.png", "fit.png")
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -231,8 +231,9 @@ def test_a_sweep_with_two_slots_on_two_gpus_draws(tmp_path):
     sweep_dir = write_gpu_sweep(tmp_path, ["train.batch_size", "model.hidden"], slots=2)
     data = load_sweep_dir(str(sweep_dir))
     assert {r.slot for r in data.records} == {0, 1}
-    report.build(str(sweep_dir))
+    built = report.build(str(sweep_dir))
     assert_sensible_pngs(sweep_dir / "report", PLOTS)
+    assert "## Trials at once" in built.markdown and built.images["concurrency"]
 
 
 def test_every_status_has_its_own_colour():
