@@ -59,7 +59,7 @@ def first_gpu() -> str | None:
 
 
 def run_sweep(config: dict[str, Any], log_dir: str | None = None,
-              extra: tuple[str, ...] = ()) -> Sweep:
+              extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Sweep:
     """Run one sweep through tools/sweep.py; its loop's wall time and the whole command's.
 
     The loop's wall time (sweep.yaml's ``wall_s``) leaves out the CLI's start-up, which is
@@ -71,7 +71,7 @@ def run_sweep(config: dict[str, Any], log_dir: str | None = None,
     launched, started = time.time(), time.perf_counter()
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config",
                            handle.name, "--log-dir", log_dir, "--quiet", *extra],
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=ROOT, capture_output=True, text=True, env=env)
     command_s = time.perf_counter() - started
     os.unlink(handle.name)
     match = SUMMARY.search(proc.stdout)

@@ -28,7 +28,7 @@ from bench.targets import check_targets, describe_machine, render  # noqa: E402
 
 BENCHMARKS = ["inter_trial_overhead", "orchestrator_startup", "trial_startup",
               "containment_cost", "monitor_overhead", "parent_scale", "fault_detection",
-              "slots_scaling", "data_pipeline", "train_throughput", "data_on_device",
+              "slots_scaling", "auto_slots", "data_pipeline", "train_throughput", "data_on_device",
               "wandb_agent"]
 OPTIONAL = ["peers"]  # needs the extra ``peers`` (Ray Tune, Optuna): run with --only peers
 

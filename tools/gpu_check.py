@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """``make gpu-check``: everything that needs a real GPU, in one command, into docs/GPU_CHECK.md.
 
-On a CUDA machine it runs, each with its own time limit inside one budget (under 8 minutes
+On a CUDA machine it runs, each with its own time limit inside one budget (about 10 minutes
 on an H100): ``pytest -m gpu``, ``python test_gpu_cleanup.py``, ``./test_memory_cleanup.sh``
 on a small memory sweep, and the GPU benchmarks (training throughput with the GPU's busy %,
-the two batch paths of the stock model, the overhead and residual of each wait policy). It
+the two batch paths of the stock model, the overhead and residual of each wait policy, trials
+per hour with ``--slots auto`` against one slot). It
 then writes the page: device, driver, torch and CUDA, each step's result and figures.
 
 It uses the Python and torch it runs with and installs nothing. On a machine without a GPU
 it says so and exits 1, writing nothing. ``--dry-run`` prints the steps without running them;
 ``--allow-cpu`` runs them anyway (the GPU parts skip), to check the command on a CPU.
 
-    python tools/gpu_check.py [--out docs/GPU_CHECK.md] [--budget-s 450] [--dry-run]
+    python tools/gpu_check.py [--out docs/GPU_CHECK.md] [--budget-s 660] [--dry-run]
                               [--allow-cpu]
 """
 
@@ -72,7 +73,18 @@ def steps(python: str) -> list[Step]:
                                             "--trials", "3", "--repeats", "1"], 150,
              "overhead per trial and the residual each wait policy leaves on the GPU",
              json_result=True),
+        Step("bench auto_slots", auto_slots_argv(python), 300,
+             "trials per hour of sweeps/sweep_quick.yaml, --slots auto against one slot "
+             "(target >= 4x on an H100), and how many trials auto ran at once",
+             json_result=True),
     ]
+
+
+def auto_slots_argv(python: str, count: int = 8) -> list[str]:
+    """The auto-slots step: the quick stock sweep, ``count`` trials with one slot, then
+    ``count`` with ``--slots auto``, on the GPU."""
+    return [python, "bench/auto_slots.py", "--sweep", "sweeps/sweep_quick.yaml", "--count",
+            str(count), "--json"]
 
 
 @dataclass
@@ -158,7 +170,7 @@ def page(info: dict, outcomes: list[Outcome], total_s: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "GPU_CHECK.md"))
-    parser.add_argument("--budget-s", type=float, default=450.0)
+    parser.add_argument("--budget-s", type=float, default=660.0)
     parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
     parser.add_argument("--allow-cpu", action="store_true",
                         help="run the steps without a GPU too (checks this command itself; "
