@@ -94,6 +94,8 @@ class LiveDisplay(QuietDisplay):
     def sweep_started(self, runner: Any) -> None:
         devices = ", ".join(sorted({d.info.name for d in runner.devices}))
         slots = f"{len(runner.slots)} slots on " if len(runner.slots) > 1 else ""
+        if getattr(getattr(runner, "filler", None), "auto", False):
+            slots = f"auto slots (at most {runner.spec.isolation.max_slots} per device) on "
         self.console.print(f"sweep [bold]{runner.sweep_id}[/] ({runner.spec.method}) on "
                            f"{slots}{devices}; records in {runner.sweep_dir}")
         self._task = self._progress.add_task("sweep", total=planned_trials(runner),
