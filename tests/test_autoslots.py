@@ -117,3 +117,51 @@ def test_slots_option_wins_over_the_isolation_key():
     assert slot_count(None, IsolationConfig(slots="auto")) == "auto"
     assert slot_count(2, IsolationConfig(slots="auto")) == 2
     assert slot_count(None, IsolationConfig()) is None
+
+
+def fake_trial(run, device):
+    """A running trial as the filler sees it: no process, no monitor."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(run_id=run, device=device, stopping=False, exited=lambda: False,
+                           monitor=None, t_start=0.0, predicted_peak_mb=None)
+
+
+def test_an_oom_lowers_the_devices_ceiling_and_records_say_who_ran_beside():
+    from fakes import FakeDevice
+
+    from gpusweep.slotfill import SlotFiller
+
+    device = FakeDevice([1000.0])
+    filler = SlotFiller("auto", IsolationConfig(max_slots=5), [device])
+    assert len(filler.slots) == 5 and filler.auto
+    for slot, run in zip(filler.slots, "abcd", strict=False):
+        slot.trial = fake_trial(run, device)
+    filler.fill(lambda slot: False)  # counts who runs beside whom; nothing to start
+    assert filler.beside == {"a": 3, "b": 3, "c": 3, "d": 3}
+    filler.slots[0].trial = None  # "a" ended in a CUDA OOM with three others running
+    oom = TrialRecord(run="a", params={}, status=TrialStatus.OOM, exit_code=1, signal=None,
+                      started="", ended="", duration_s=1.0)
+    assert filler.ended(oom, device).beside == 3
+    assert filler.ceiling[id(device)] == 3  # never again four at once on this device
+    finished = TrialRecord(run="zz", params={}, status=TrialStatus.FINISHED, exit_code=0,
+                           signal=None, started="", ended="", duration_s=1.0)
+    assert filler.ended(finished, device).beside is None  # never seen running: unknown
+
+
+def test_fixed_slots_fill_every_free_slot():
+    from fakes import FakeDevice
+
+    from gpusweep.slotfill import SlotFiller
+
+    device = FakeDevice([1000.0])
+    filler = SlotFiller(3, IsolationConfig(), [device])
+    started = []
+
+    def launch(slot):
+        slot.trial = fake_trial(f"r{slot.index}", device)
+        started.append(slot.index)
+        return True
+
+    filler.fill(launch)
+    assert started == [0, 1, 2] and filler.beside == {"r0": 2, "r1": 2, "r2": 2}
