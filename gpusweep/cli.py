@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if (args.wandb or args.sweep_id) and (args.resume or args.dry_run):
         parser.error("--resume and --dry-run are for local sweeps; the W&B server keeps the "
                      "state of a cloud sweep")
+    if (args.wandb or args.sweep_id) and args.slots == "auto":
+        parser.error("--slots auto is for local sweeps: cloud mode registers a fixed number "
+                     "of W&B agents; give --slots N")
     if args.wandb and (args.sweep_id or not args.sweep_config):
         parser.error("--wandb creates a sweep from --sweep-config FILE; to join one, give "
                      "only --sweep-id")

@@ -122,6 +122,13 @@ def test_a_bad_command_line_is_one_line():
         "(see --help)"]
 
 
+def test_slots_auto_is_refused_in_cloud_mode_in_one_line():
+    proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-id", "e/p/abc",
+                           "--slots", "auto"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--slots auto is for local sweeps" in proc.stderr
+
+
 def test_a_gpu_listed_twice_is_refused():
     devices = [FakeDevice([0.0], index=0), FakeDevice([0.0], index=1)]
     with pytest.raises(BadInput, match="listed twice"):
