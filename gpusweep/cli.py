@@ -131,7 +131,7 @@ def _config_file(path: str | None) -> str | None:
 
 def _resume_config_file(args: argparse.Namespace) -> None:
     """A resumed sweep keeps the ``--config_file`` it was started with."""
-    from gpusweep.sweepdir import read_yaml
+    from gpusweep.records.reader import read_yaml
 
     header = (read_yaml(os.path.join(args.log_dir, args.resume, "sweep.yaml")) or {})
     stored = (header.get("sweep") or {}).get("config_file")

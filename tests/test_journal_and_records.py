@@ -4,10 +4,11 @@ import os
 
 import yaml
 
-from gpusweep.atomic import write_yaml
 from gpusweep.config import Metric
-from gpusweep.journal import Journal
-from gpusweep.records import MetricSummary, TrialRecord, best_trial, totals
+from gpusweep.records import MetricSummary, TrialRecord, best_trial
+from gpusweep.records.atomic import write_yaml
+from gpusweep.records.journal import Journal
+from gpusweep.records.writer import totals
 from gpusweep.status import TrialStatus
 
 

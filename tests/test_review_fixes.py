@@ -17,6 +17,7 @@ from gpusweep import slots
 from gpusweep.cleanup import end_tree
 from gpusweep.config import parse_sweep
 from gpusweep.recorder import SweepRecorder
+from gpusweep.records.journal import StartEntry
 
 SLOW_FINALLY = textwrap.dedent("""
     import sys, time
@@ -52,9 +53,10 @@ def test_resume_does_not_kill_a_stranger_that_got_the_old_process_group(tmp_path
                             "parameters": {"x": {"values": [1]}}}, "s.yaml")
         recorder = SweepRecorder(str(tmp_path), "abc", spec)
         recorder.prepare(resume=False)
-        entry = {"event": "start", "run": "r1", "params": {"x": 1}, "token": "dead-token",
-                 "pgid": stranger.pid, "t": time.time()}
-        record, ended = recorder.close_orphan(entry, grace_s=1)
+        entry = StartEntry(run="r1", params={"x": 1}, token="dead-token", pgid=stranger.pid,
+                           t=time.time())
+        end = recorder.end_orphan(entry, grace_s=1)
+        record, ended = recorder.orphan_ended(entry, end, []), set(end.ended_pids)
         assert record.status.value == "killed" and ended == set()
         assert stranger.poll() is None  # still running
     finally:
