@@ -26,7 +26,7 @@ from gpusweep.records.model import (
     TrialOrigin,
     TrialRecord,
 )
-from gpusweep.records.reader import read_journal, read_yaml
+from gpusweep.records.reader import read_header, read_journal
 from gpusweep.records.writer import SweepWriter
 from gpusweep.status import ENGINE_STATE, TrialStatus
 from gpusweep.trialrun import cleanup_verdict, iso_from_unix, now_iso
@@ -117,8 +117,8 @@ class SweepRecorder:
 
     def restore(self) -> list[StartEntry]:
         """Load ended trials from the journal; return the starts that never ended."""
-        previous = read_yaml(self.layout.sweep_yaml) or {}
-        first_start = (previous.get("sweep") or {}).get("started")
+        previous = read_header(self.dir)
+        first_start = previous.started if previous is not None else None
         if first_start:  # the sweep started then, not at this resume
             self.header = dataclasses.replace(self.header, started=first_start)
         journal = read_journal(self.dir)

@@ -135,6 +135,15 @@ def read_sweep_dir(path: str, samples: bool = False) -> SweepData | None:
         return None
 
 
+def read_header(path: str) -> SweepHeader | None:
+    """sweep.yaml's header alone (no trial files read); None where there is none."""
+    sweep = read_yaml(SweepLayout(path).sweep_yaml)
+    try:
+        return SweepHeader.from_dict(sweep["sweep"])
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
 def read_journal(path: str) -> Replay:
     """The sweep directory's journal, typed (empty when there is none)."""
     return replay(Journal(SweepLayout(path).journal).read())
