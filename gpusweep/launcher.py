@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gpusweep.bootstrap import _gpusweep_contract as contract
 from gpusweep.device import Device
 from gpusweep.macros import command_args, expand_envvars
 from gpusweep.trialprocess import TrialProcess
@@ -61,7 +62,7 @@ class TrialPaths:
     @property
     def preempt_marker(self) -> str:
         """Written before a preempted trial gets its SIGTERM (the bootstrap reads it)."""
-        return os.path.join(self.dir, "preempt")
+        return os.path.join(self.dir, contract.PREEMPT_MARKER)
 
 
 def build_argv(
@@ -142,9 +143,9 @@ def trial_env(
         "WANDB_RUN_ID": run_id,
         "WANDB_SWEEP_PARAM_PATH": paths.param_file,
         "WANDB_DIR": paths.sweep_dir,
-        "GPUSWEEP_TRIAL_DIR": paths.dir,
-        "GPUSWEEP_EVENTS": paths.events,
-        "GPUSWEEP_TRIAL_TOKEN": token,
+        contract.TRIAL_DIR_ENV: paths.dir,
+        contract.EVENTS_ENV: paths.events,
+        contract.TOKEN_ENV: token,
         "PYTHONUNBUFFERED": "1",
     })
     env.setdefault("WANDB_MODE", "offline")
