@@ -19,7 +19,6 @@ import functools
 import gc
 import os
 import secrets
-import signal
 import string
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
+from gpusweep import signals
 from gpusweep.admission import Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
 from gpusweep.cleanup import end_tree, wait_until_clean
@@ -381,25 +381,15 @@ class SweepRunner:
             wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
 
     # -- signals ----------------------------------------------------------------------------
-    def _trap_signals(self) -> dict[int, Any]:
-        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (whole
-        trees, within ``grace_s``) and exits 130. SIGTERM is a scheduler taking the machine
-        back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs are marked
-        preempting, so the W&B server hands them out again."""
+    def _trap_signals(self) -> signals.Handlers:
+        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (see
+        :mod:`gpusweep.signals`). The first signal's reason sticks."""
 
-        def interrupted(signum: int, frame: Any) -> None:
+        def interrupted(signum: int) -> None:
             if self._interrupted is None:
-                self._interrupted = (StopReason.PREEMPT if signum == signal.SIGTERM
-                                     else StopReason.INTERRUPT)
+                self._interrupted = signals.stop_reason(signum)
 
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: the ssh went away
-            try:
-                previous[sig] = signal.signal(sig, interrupted)
-            except ValueError:  # not the main thread (tests driving the runner directly)
-                pass
-        return previous
+        return signals.trap(interrupted)
 
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _restore_signals(self, previous: signals.Handlers) -> None:
+        signals.restore(previous)
