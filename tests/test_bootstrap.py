@@ -116,6 +116,24 @@ def test_wandb_log_of_an_unmodified_script_becomes_report_events(tmp_path):
     assert all(e["memory"]["rss_mb"] > 0 for e in reports)
 
 
+@pytest.mark.slow
+def test_a_run_the_script_makes_offline_is_reported_when_the_sweep_disabled_wandb(tmp_path):
+    """WANDB_MODE=disabled is the sweep's default; a script's own mode="offline" still
+    writes a run, and the orchestrator must learn where. A disabled run writes nothing."""
+    code = """
+        import wandb
+        run = wandb.init(mode="offline", project="gpusweep-tests")
+        wandb.log({"loss": 1.0})
+        run.finish()
+        wandb.init().finish()  # the environment's mode: disabled
+    """
+    proc = run_python(code, tmp_path, WANDB_MODE="disabled", WANDB_DIR=str(tmp_path),
+                      WANDB_RUN_ID="offline1")
+    assert proc.returncode == 0, proc.stderr
+    assert [(e["id"], e["dir"]) for e in events(tmp_path, "wandb_run")] == [
+        ("offline1", str(offline_runs(tmp_path)["offline1"]))]
+
+
 def test_a_failing_bootstrap_never_breaks_the_trial(tmp_path):
     code = """
         import wandb

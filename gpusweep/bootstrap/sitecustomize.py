@@ -210,6 +210,16 @@ def _report_run(run: Any) -> None:
                   "dir": os.path.dirname(os.path.abspath(run_dir))})
 
 
+def _disabled(run: Any) -> bool:
+    """Whether ``run`` writes nothing (W&B's disabled mode). The run says so itself
+    (``Run.disabled``): the program may have asked ``wandb.init(mode="offline")`` while the
+    sweep ran with ``WANDB_MODE=disabled``, and that run is written all the same."""
+    disabled = getattr(run, "disabled", None)
+    if isinstance(disabled, bool):
+        return disabled
+    return os.environ.get("WANDB_MODE") == "disabled"
+
+
 def _write_event(event: dict) -> None:
     if os.environ.get(EVENTS_ENV):
         _child.append_event(event)
@@ -256,7 +266,7 @@ def _wrap_init(original: Callable) -> Callable:
             if saved is not None:
                 sys.argv = saved
         try:
-            if os.environ.get("WANDB_MODE") != "disabled":
+            if not _disabled(run):
                 _report_run(run)
         except Exception:
             pass
