@@ -48,7 +48,7 @@ from gpusweep.records import GpuRecord, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
-from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan, now_iso
 from gpusweep.wandb_env import resolve_project
 from gpusweep.wandb_summary import agent_key, publish_summary
 
@@ -220,15 +220,13 @@ class SweepRunner:
             return True
         self.baselines.before_launch(slot.device, busy=any(
             t.device is slot.device for t in self.running))
-        trial = RunningTrial(run_id=pending.run_id or new_id(), params=admitted.params,
-                             spec=self.spec, sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=slot.device, project=self.project,
-                             retry_of=pending.retry_of, extra_env=self._trial_env(),
-                             slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
-                             fit_note=admitted.reason,
-                             proposed=None if admitted.params == pending.params
-                             else pending.params, config_file=self.options.config_file,
-                             neighbour_pids=functools.partial(self._neighbour_pids, slot))
+        plan = TrialPlan(pending.run_id or new_id(), admitted.params, pending.retry_of,
+                         admitted.predicted_mb, admitted.reason,
+                         proposed=None if admitted.params == pending.params else pending.params)
+        sweep = SweepContext(self.spec, self.sweep_id, self.sweep_dir, self.project,
+                             self._trial_env(), self.options.config_file)
+        trial = RunningTrial(plan, sweep, Placement(
+            slot.device, slot.index, functools.partial(self._neighbour_pids, slot)))
         self.launched += 1
         self.recorder.trial_started(trial, pending.origin, pending.rerun_of)
         try:
