@@ -56,6 +56,34 @@ def test_redacted_masks_values_of_secret_named_variables(monkeypatch):
         "--key=***", "x", "***g"]
 
 
+def test_the_contracts_names_are_spelled_in_its_module_only():
+    """The GPUSWEEP_* names the launcher sets and the trial reads: one definition, in
+    ``_gpusweep_contract``; every other module of gpusweep imports it (docstrings aside)."""
+    import ast
+    from pathlib import Path
+
+    from gpusweep.bootstrap import _gpusweep_contract as contract
+
+    names = {v for k, v in vars(contract).items() if k.endswith("_ENV")}
+    package = Path(contract.__file__).parent.parent
+    # Not yet moved to the contract: their modules belong to other branches at this commit.
+    pending = {("runner.py", "GPUSWEEP_LEAK_WARMUP"), ("runner.py", "GPUSWEEP_PROFILE_LEAKS"),
+               ("sweepcheck.py", "GPUSWEEP_TRIAL_TOKEN")}
+    spelled = set()
+    for path in package.rglob("*.py"):
+        if path.name == "_gpusweep_contract.py":
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and id(node) not in docstrings:
+                spelled |= {(path.name, name) for name in names if name in node.value}
+    assert spelled - pending == set()
+
+
 def test_bootstrap_goes_first_on_pythonpath_and_keeps_the_rest():
     assert with_bootstrap(None) == BOOTSTRAP_DIR
     assert with_bootstrap("/a:/b") == f"{BOOTSTRAP_DIR}:/a:/b"
