@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import signal
 import sys
@@ -30,16 +29,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from gpusweep.bootstrap import loaded
 from gpusweep.bootstrap._gpusweep_contract import EVENTS_ENV, TOKEN_ENV, TRIAL_DIR_ENV
 from gpusweep.bootstrap._gpusweep_secrets import redact
 
-# The bootstrap (sitecustomize) may have loaded the child runtime already, under its
-# top-level names: share those instances, so their state (the stack-dump announcement, the
-# leak baseline) exists once per process.
-_child = sys.modules.get("_gpusweep_child") or importlib.import_module(
-    "gpusweep.bootstrap._gpusweep_child")
-_signals = sys.modules.get("_gpusweep_signals") or importlib.import_module(
-    "gpusweep.bootstrap._gpusweep_signals")
+# The instances the bootstrap (sitecustomize) loaded, where it did: one state per process.
+_child = loaded("_gpusweep_child")
+_signals = loaded("_gpusweep_signals")
 
 __all__ = ["EVENTS_ENV", "PARAM_PATH_ENV", "TOKEN_ENV", "TRIAL_DIR_ENV", "Terminated", "params",
            "redact_exception", "release_cuda_memory", "report", "report_error", "session"]

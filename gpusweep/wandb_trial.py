@@ -20,17 +20,15 @@ off for the rest of the trial; the orchestrator's records do not depend on it.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import sys
 from typing import Any
 
+from gpusweep.bootstrap import loaded
 from gpusweep.bootstrap._gpusweep_secrets import redact
 
-# The instances the bootstrap loaded, where it did (see gpusweep.trial).
-_child = sys.modules.get("_gpusweep_child") or importlib.import_module(
-    "gpusweep.bootstrap._gpusweep_child")
-_signals = sys.modules.get("_gpusweep_signals") or importlib.import_module(
-    "gpusweep.bootstrap._gpusweep_signals")
+# The instances the bootstrap (sitecustomize) loaded, where it did: one state per process.
+_child = loaded("_gpusweep_child")
+_signals = loaded("_gpusweep_signals")
 
 
 class _State:
