@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from gpusweep.bootstrap import _gpusweep_contract as contract
 from gpusweep.device import Device
 from gpusweep.macros import command_args, expand_envvars
 from gpusweep.records.layout import TrialPaths
@@ -101,9 +102,9 @@ def trial_env(
         "WANDB_RUN_ID": run_id,
         "WANDB_SWEEP_PARAM_PATH": paths.param_file,
         "WANDB_DIR": paths.sweep_dir,
-        "GPUSWEEP_TRIAL_DIR": paths.dir,
-        "GPUSWEEP_EVENTS": paths.events,
-        "GPUSWEEP_TRIAL_TOKEN": token,
+        contract.TRIAL_DIR_ENV: paths.dir,
+        contract.EVENTS_ENV: paths.events,
+        contract.TOKEN_ENV: token,
         "PYTHONUNBUFFERED": "1",
     })
     env.setdefault("WANDB_MODE", "offline")

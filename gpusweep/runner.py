@@ -19,7 +19,6 @@ import functools
 import gc
 import os
 import secrets
-import signal
 import string
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
@@ -27,6 +26,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
+from gpusweep import signals
 from gpusweep.admission import Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
 from gpusweep.cleanup import WaitResult, end_tree, wait_until_clean
@@ -48,7 +48,7 @@ from gpusweep.records import GpuRecord, SweepState, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
-from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan, now_iso
 from gpusweep.wandb_env import resolve_project
 from gpusweep.wandb_summary import agent_key, publish_summary
 
@@ -220,15 +220,13 @@ class SweepRunner:
             return True
         self.baselines.before_launch(slot.device, busy=any(
             t.device is slot.device for t in self.running))
-        trial = RunningTrial(run_id=pending.run_id or new_id(), params=admitted.params,
-                             spec=self.spec, sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=slot.device, project=self.project,
-                             retry_of=pending.retry_of, extra_env=self._trial_env(),
-                             slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
-                             fit_note=admitted.reason,
-                             proposed=None if admitted.params == pending.params
-                             else pending.params, config_file=self.options.config_file,
-                             neighbour_pids=functools.partial(self._neighbour_pids, slot))
+        plan = TrialPlan(pending.run_id or new_id(), admitted.params, pending.retry_of,
+                         admitted.predicted_mb, admitted.reason,
+                         proposed=None if admitted.params == pending.params else pending.params)
+        sweep = SweepContext(self.spec, self.sweep_id, self.sweep_dir, self.project,
+                             self._trial_env(), self.options.config_file)
+        trial = RunningTrial(plan, sweep, Placement(
+            slot.device, slot.index, functools.partial(self._neighbour_pids, slot)))
         self.launched += 1
         self.recorder.trial_started(trial, pending.origin, pending.rerun_of)
         try:
@@ -381,25 +379,15 @@ class SweepRunner:
                                     for entry, end in zip(orphans, ended, strict=True)])
 
     # -- signals ----------------------------------------------------------------------------
-    def _trap_signals(self) -> dict[int, Any]:
-        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (whole
-        trees, within ``grace_s``) and exits 130. SIGTERM is a scheduler taking the machine
-        back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs are marked
-        preempting, so the W&B server hands them out again."""
+    def _trap_signals(self) -> signals.Handlers:
+        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (see
+        :mod:`gpusweep.signals`). The first signal's reason sticks."""
 
-        def interrupted(signum: int, frame: Any) -> None:
+        def interrupted(signum: int) -> None:
             if self._interrupted is None:
-                self._interrupted = (StopReason.PREEMPT if signum == signal.SIGTERM
-                                     else StopReason.INTERRUPT)
+                self._interrupted = signals.stop_reason(signum)
 
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # HUP: the ssh went away
-            try:
-                previous[sig] = signal.signal(sig, interrupted)
-            except ValueError:  # not the main thread (tests driving the runner directly)
-                pass
-        return previous
+        return signals.trap(interrupted)
 
-    def _restore_signals(self, previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def _restore_signals(self, previous: signals.Handlers) -> None:
+        signals.restore(previous)

@@ -260,7 +260,7 @@ def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
 
 
 def test_the_error_tail_skips_wandbs_footer_and_blank_lines():
-    from gpusweep.trialrun import error_tail
+    from gpusweep.trialrecord import error_tail
 
     output = "\n".join([
         "epoch 0 ok", "Traceback (most recent call last):", '  File "t.py", line 3',

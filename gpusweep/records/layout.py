@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from gpusweep.bootstrap import _gpusweep_contract as contract
+
 # The sweep's own files.
 CONFIG_YAML = "config.yaml"  # the sweep file as given (``--resume`` reads it back)
 JOURNAL = "journal.jsonl"  # one fsynced line per trial start, pid and end
@@ -30,7 +32,9 @@ OUTPUT_LOG = "output.log"  # its stdout and stderr
 EVENTS = "events.jsonl"  # what the trial process reports (metrics, its own peaks)
 PARAM_FILE = "config.yaml"  # its params, for wandb.config
 ARGS_JSON = "args.json"  # its params for ``${args_json_file}``
-PREEMPT_MARKER = "preempt"  # written before a preempted trial gets its SIGTERM
+# The parent/child contract's own names (the bootstrap reads them too).
+PREEMPT_MARKER = contract.PREEMPT_MARKER  # written before a preempted trial gets its SIGTERM
+LEAKS_FILE = contract.LEAKS_FILE  # the trial's tracemalloc report
 
 
 @dataclass(frozen=True)
