@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,19 @@ def user_env(home: Path) -> dict[str, str]:
            if k != "PYTHONPATH" and not k.startswith(("GPUSWEEP_", "VIRTUAL_ENV"))}
     env.update(HOME=str(home), WANDB_MODE="offline", WANDB_SILENT="true")
     return env
+
+
+def source_tree(dest: Path) -> Path:
+    """The checkout's files as git sees them (tracked, and new ones not ignored), copied:
+    setuptools' build/ and egg-info stay out of the checkout, and no stale build/lib of an
+    earlier build (a module since deleted) can reach the wheel."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True, check=True)
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
 
 
 def project(tmp_path: Path, name: str) -> Path:
@@ -82,7 +96,7 @@ def test_the_wheel_in_a_fresh_venv_runs_a_users_sweep_like_the_checkout(tmp_path
     env = user_env(home)
     wheels = tmp_path / "wheels"
     run([sys.executable, "-m", "pip", "wheel", "-q", ".", "--no-deps", "--no-build-isolation",
-         "-w", wheels], ROOT, env)
+         "-w", wheels], source_tree(tmp_path / "source"), env)
     [wheel] = wheels.glob("gpusweep-*.whl")
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], tmp_path, env)
