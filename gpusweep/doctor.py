@@ -61,6 +61,9 @@ def check_nvml(nvml: NvmlFacts) -> list[Line]:
     if not nvml.loaded:
         if nvml.error and "GPUSWEEP_NVML_MODULE" in nvml.error:
             return [Line("NVML", Level.OFF, nvml.error, "a sweep refuses to start (exit 2)")]
+        if nvml.problems:  # a driver is there but NVML fails: CUDA may still work
+            return [Line("NVML", Level.OFF, nvml.error or "NVML failed", "a sweep sees no "
+                         "GPU, while trials may still use one: no GPU would be checked")]
         return [Line("NVML", Level.NOTE, f"no GPU: {nvml.error}", "trials run on the CPU; "
                      "every process of a trial is still ended with it")]
     lines = [Line("NVML", Level.OK, f"driver {nvml.driver or 'unknown'}, NVML "
@@ -113,7 +116,8 @@ def check_gpu(gpu: GpuFacts) -> list[Line]:
     if others:
         known = [p.mb for p in others if p.mb is not None]
         held = f", {sum(known):,.0f} MB" if known else ""
-        lines.append(Line(topic, Level.NOTE, f"{len(others)} process(es) not ours{held}",
+        lines.append(Line(topic, Level.NOTE, f"{len(others)} process(es) not ours (another "
+                          f"user's, or not visible here){held}",
                           "their memory is foreign: its change since the baseline is never "
                           "counted as a trial's residual"))
     return lines

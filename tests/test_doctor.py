@@ -173,7 +173,7 @@ def test_other_users_processes_and_mig_and_visible_devices(tmp_path):
     scenario = compose.scenario(tmp_path, gpus)
     code, data = doctor(scenario, CUDA_VISIBLE_DEVICES="0")
     assert code == 0
-    assert "not ours, 700 MB" in lines_of(data, "GPU 0")[-1]["found"]
+    assert lines_of(data, "GPU 0")[-1]["found"].endswith("not visible here), 700 MB")
     assert all(line["level"] == "note" for line in lines_of(data, "GPU 1/0"))
     code, data = doctor(scenario, CUDA_VISIBLE_DEVICES="1")
     visible = lines_of(data, "CUDA_VISIBLE_DEVICES")[0]["found"]
@@ -201,10 +201,15 @@ def test_a_lost_gpu_is_left_out_and_old_bindings_use_the_plain_query(tmp_path):
     assert code == 0
 
 
-def test_no_driver_is_a_cpu_machine_not_a_failure(tmp_path):
+def test_no_driver_is_a_cpu_machine_but_a_failing_nvml_is_off(tmp_path):
     scenario = compose.scenario(tmp_path, [], driver=None)
     code, data = doctor(scenario)
     assert code == 0 and lines_of(data, "NVML")[0]["found"].startswith("no GPU")
+    faults = [{"function": "nvmlDeviceGetCount", "error": "Unknown"}]
+    scenario = compose.scenario(tmp_path, [compose.gpu(0)], faults=faults)
+    code, data = doctor(scenario)
+    [line] = lines_of(data, "NVML")
+    assert code == 1 and line["level"] == "off" and "Unknown" in line["found"]
 
 
 def test_secrets_never_reach_the_output(tmp_path):
