@@ -59,7 +59,7 @@ class Line:
 # -- GPUs ---------------------------------------------------------------------------------
 def check_nvml(nvml: NvmlFacts) -> list[Line]:
     if not nvml.loaded:
-        if nvml.error and "GPUSWEEP_NVML_MODULE" in nvml.error:
+        if nvml.bad_module:
             return [Line("NVML", Level.OFF, nvml.error, "a sweep refuses to start (exit 2)")]
         if nvml.problems:  # a driver is there but NVML fails: CUDA may still work
             return [Line("NVML", Level.OFF, nvml.error or "NVML failed", "a sweep sees no "

@@ -63,6 +63,7 @@ class NvmlFacts:
     visible_env: str | None = None  # CUDA_VISIBLE_DEVICES as set (None: unset)
     visible_problem: str | None = None
     error: str | None = None  # why NVML could not be used at all
+    bad_module: bool = False  # the NVML module named by the environment cannot be used
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def nvml_facts(environ: Mapping[str, str]) -> NvmlFacts:
     try:
         nvml = load_nvml(environ)
     except BadInput as exc:
-        return NvmlFacts(module, False, error=str(exc))
+        return NvmlFacts(module, False, error=str(exc), bad_module=True)
     if nvml is None:
         return NvmlFacts(module, False, error=f"{module} (nvidia-ml-py) is not installed")
     scan = scan_devices(environ)

@@ -201,6 +201,13 @@ def test_a_lost_gpu_is_left_out_and_old_bindings_use_the_plain_query(tmp_path):
     assert code == 0
 
 
+def test_a_bad_nvml_module_is_off(tmp_path):
+    scenario = compose.scenario(tmp_path, [compose.gpu(0)])
+    code, data = doctor(scenario, GPUSWEEP_NVML_MODULE="no_such_nvml")
+    [line] = lines_of(data, "NVML")
+    assert code == 1 and line["level"] == "off" and "no_such_nvml" in line["found"]
+
+
 def test_no_driver_is_a_cpu_machine_but_a_failing_nvml_is_off(tmp_path):
     scenario = compose.scenario(tmp_path, [], driver=None)
     code, data = doctor(scenario)
