@@ -28,9 +28,9 @@ limit is reached. The sweep ID can include the entity and project path
 
 EXAMPLES = """examples:
   {prog} team-awesome/sweeps-project/wbyz9876
-  {prog} --count 10 wbyz9876                       (project from WANDB_PROJECT or -p)
-  {prog} --gpus all team-awesome/sweeps-project/wbyz9876    one trial per GPU at once
-  {prog} --sweep-config sweep.yaml ID              the file's isolation: keys for this agent"""
+  {prog} --count 10 wbyz9876          (the project from -p or WANDB_PROJECT)
+  {prog} --gpus all ENTITY/PROJECT/ID     one run per GPU at once
+  {prog} --sweep-config sweep.yaml ENTITY/PROJECT/ID    with the file's isolation: keys"""
 
 REFUSED = {
     "--term-timeout": "the grace period before SIGKILL is isolation.stop.grace_s in the sweep "

@@ -6,6 +6,10 @@ Each reading goes through the module the sweep itself uses (NVML through
 :mod:`gpusweep.cloud_check`), so doctor sees what a sweep would see. :mod:`gpusweep.doctor`
 decides what the facts mean. A reading that could not be taken is None with the reason.
 No secret is ever read into a fact: only whether W&B credentials exist.
+
+Side effects are those of a sweep's first trial, no more: :func:`gpusweep.cgroup.detect`
+creates and removes a test cgroup (and enables the memory controller for children where it
+may), and this process becomes a subreaper for a moment to prove that it can.
 """
 
 from __future__ import annotations
