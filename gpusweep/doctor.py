@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from gpusweep.config import load_sweep
 from gpusweep.device import Namespace
 from gpusweep.doctor_probe import (
     ContainmentFacts,
@@ -33,6 +34,7 @@ from gpusweep.doctor_probe import (
     NvmlFacts,
     WandbFacts,
 )
+from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 
 EXIT_OK = 0
 EXIT_OFF = 1
@@ -270,8 +272,15 @@ def main(argv: Sequence[str], prog: str = "gpusweep doctor") -> int:
                                      "namespace, process tracking, W&B. Exit 0, or 1 when "
                                      "a guarantee is off.")
     parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    parser.add_argument("--sweep-config", metavar="FILE", help="the sweep file to run: the "
+                        "W&B project and entity as that sweep would use them")
     args = parser.parse_args(list(argv))
-    facts = gather()
+    try:
+        sweep = load_sweep(args.sweep_config) if args.sweep_config else None
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    facts = gather(sweep=sweep)
     lines = check(facts)
     print(redact(as_json(facts, lines) if args.json else render(lines)))
     sys.stdout.flush()

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gpusweep.cgroup import Containment
+from gpusweep.config import SweepSpec
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+
 PR_GET_CHILD_SUBREAPER = 37
@@ -97,9 +98,10 @@ class Facts:
     wandb: WandbFacts
 
 
-def gather(environ: Mapping[str, str] | None = None) -> Facts:
+def gather(environ: Mapping[str, str] | None = None, sweep: SweepSpec | None = None) -> Facts:
+    """Every fact; ``sweep`` (a sweep file) decides the W&B project as it would in a sweep."""
     environ = os.environ if environ is None else environ
-    return Facts(nvml_facts(environ), containment_facts(), wandb_facts(environ))
+    return Facts(nvml_facts(environ), containment_facts(), wandb_facts(environ, sweep))
 
 
 # -- NVML ---------------------------------------------------------------------------------
@@ -185,20 +187,24 @@ def subreaper_works() -> tuple[bool | None, str | None]:
 
 
 # -- W&B ----------------------------------------------------------------------------------
-def wandb_facts(environ: Mapping[str, str]) -> WandbFacts:
+def wandb_facts(environ: Mapping[str, str], sweep: SweepSpec | None = None) -> WandbFacts:
     from gpusweep.wandb_env import DEFAULT_PROJECT, resolve_entity, resolve_project
 
     base_url, credentials, error = _credentials()
-    project = resolve_project(None, None, None, environ)
+    yaml_project, program = (sweep.project, sweep.program) if sweep else (None, None)
+    project = resolve_project(None, yaml_project, program, environ)
     if environ.get("WANDB_PROJECT"):
         source = "WANDB_PROJECT"
+    elif yaml_project:
+        source = f"{sweep.path}'s project"
     elif project == DEFAULT_PROJECT:
         source = "wandb's default outside a git repository"
     else:
         source = "wandb's settings or this git repository's name"
     service, alive = service_state(environ.get("WANDB_SERVICE"))
     return WandbFacts(environ.get("WANDB_MODE"), base_url, credentials, error, project, source,
-                      resolve_entity(None, None, environ), service, alive)
+                      resolve_entity(None, sweep.entity if sweep else None, environ),
+                      service, alive)
 
 
 def _credentials() -> tuple[str | None, bool | None, str | None]:

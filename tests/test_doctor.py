@@ -111,7 +111,8 @@ def test_a_stale_service_is_named_with_its_pid_only(tmp_path):
 # -- the command, on simulated GPUs ----------------------------------------------------------
 def doctor(scenario: Path, *args: str, **env: str) -> tuple[int, dict]:
     environ = compose.environ(scenario, **env)
-    environ.pop("WANDB_SERVICE", None)
+    for name in ("WANDB_SERVICE", "WANDB_PROJECT", "WANDB_ENTITY"):
+        environ.pop(name, None)
     environ.update(env)
     proc = subprocess.run([sys.executable, "-m", "gpusweep", "doctor", "--json", *args],
                           cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60)
@@ -227,3 +228,19 @@ def test_secrets_never_reach_the_output(tmp_path):
                               env=environ, capture_output=True, text=True, timeout=60)
         assert SECRET not in proc.stdout + proc.stderr
     assert "credentials found" in proc.stdout  # the key was seen, never printed
+
+
+def test_the_project_is_the_one_the_sweep_file_would_use(tmp_path):
+    scenario = compose.scenario(tmp_path, [compose.gpu(0)])
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"program: {ROOT / program('reporter.py')}\nproject: nightly\n"
+                     "entity: team\nmethod: grid\nparameters: {x: {values: [1]}}\n")
+    code, data = doctor(scenario, "--sweep-config", str(sweep))
+    [line] = lines_of(data, "W&B project")
+    assert line["found"] == f"nightly ({sweep}'s project), entity team"
+    sweep.write_text("method: nope\n")
+    environ = compose.environ(scenario)
+    proc = subprocess.run([sys.executable, "-m", "gpusweep", "doctor", "--sweep-config",
+                           str(sweep)], cwd=ROOT, env=environ, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and str(sweep) in proc.stderr and "Traceback" not in proc.stderr
