@@ -1,4 +1,4 @@
-"""The sweep report: ``python tools/sweep.py report <log-dir>/<sweep-id>``.
+"""The sweep report: ``gpusweep report <log-dir>/<sweep-id>``.
 
 Reads a sweep directory (:mod:`gpusweep.records.reader`), draws the pictures
 (:mod:`gpusweep.plots`) under ``<sweep-dir>/report/`` and writes ``report.md`` that shows them
@@ -259,9 +259,9 @@ def _fmt(value: Any, digits: int | None = None) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str], prog: str = "gpusweep report") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="tools/sweep.py report",
+        prog=prog,
         description="Draw a sweep's memory and metrics as PNGs and report.md under "
         "<sweep-dir>/report/.")
     parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="<log-dir>/<sweep-id>")
@@ -271,9 +271,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str], prog: str = "gpusweep report") -> int:
     """``report SWEEP_DIR [--features a,b]``: 0 when written, 2 when the dir is not a sweep."""
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     features = [f.strip() for f in args.features.split(",") if f.strip()] \
         if args.features else None
     try:

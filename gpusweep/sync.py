@@ -1,4 +1,4 @@
-"""``tools/sweep.py sync <sweep-dir>``: an offline sweep onto the W&B dashboard.
+"""``gpusweep sync <sweep-dir>``: an offline sweep onto the W&B dashboard.
 
 Three steps, each printed (``--dry-run`` prints them and does nothing):
 
@@ -81,13 +81,13 @@ def run_dir(sweep_dir: str, run: str, recorded: dict | None) -> str | None:
     return found[-1] if found else None
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="tools/sweep.py sync",
+def main(argv: list[str], prog: str = "gpusweep sync") -> int:
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Upload an offline sweep's runs to W&B and "
                                      "give them a sweep page.")
-    parser.add_argument("sweep_dir")
-    parser.add_argument("--project")
-    parser.add_argument("--entity")
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR", help="<log-dir>/<sweep-id>")
+    parser.add_argument("--project", "-p", help="W&B project (default: the sweep's runs')")
+    parser.add_argument("--entity", "-e", help="W&B entity (default: the sweep's runs')")
     parser.add_argument("--dry-run", action="store_true", help="print each step, run nothing")
     args = parser.parse_args(argv)
     try:
