@@ -29,7 +29,8 @@ from gpusweep.records.model import (
 from gpusweep.records.reader import read_header, read_journal
 from gpusweep.records.writer import SweepWriter
 from gpusweep.status import ENGINE_STATE, TrialStatus
-from gpusweep.trialrun import cleanup_verdict, iso_from_unix, now_iso
+from gpusweep.trialaccount import iso_from_unix, now_iso
+from gpusweep.trialrecord import cleanup_verdict
 
 if TYPE_CHECKING:
     from gpusweep.trialrun import RunningTrial
