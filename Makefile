@@ -28,7 +28,7 @@ WHEEL_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x8
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,frameworks]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,frameworks,stockpred]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -125,7 +125,7 @@ def run_one(mode: str, mb: int, workdir: str, device, baseline_mb, args) -> dict
     from gpusweep.config import parse_sweep
     from gpusweep.runner import new_id
     from gpusweep.status import StopReason
-    from gpusweep.trialrun import RunningTrial
+    from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan
 
     spec = parse_sweep({
         "program": os.path.abspath(__file__), "method": "grid",
@@ -138,9 +138,9 @@ def run_one(mode: str, mb: int, workdir: str, device, baseline_mb, args) -> dict
                    PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH"))
                                               if p))
     host_before = host_used_mb()
-    trial = RunningTrial(run_id=new_id(), params={"mode": mode, "mb": mb}, spec=spec,
-                         sweep_id="gpu-cleanup-test", sweep_dir=workdir, device=device,
-                         project=None)
+    trial = RunningTrial(TrialPlan(new_id(), {"mode": mode, "mb": mb}),
+                         SweepContext(spec, "gpu-cleanup-test", workdir, project=None),
+                         Placement(device))
     trial.start(environ)
     while not trial.exited(0.1):
         trial.read_events()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from gpusweep.bootstrap._gpusweep_contract import TOKEN_ENV
 from gpusweep.gpuwait import WaitResult, fixed_wait_s, wait_until_clean  # noqa: F401
 from gpusweep.trialprocess import TrialProcess
 
@@ -138,7 +139,7 @@ def find_trial_processes(
     first, then the raw environment bytes, and the liveness check only for matches.
     """
     seen_map = dict(seen)
-    marker = f"\0GPUSWEEP_TRIAL_TOKEN={token}\0".encode() if token else None
+    marker = f"\0{TOKEN_ENV}={token}\0".encode() if token else None
     me = os.getpid()
     found = []
     for pid in psutil.pids():

@@ -1,12 +1,15 @@
-"""``python tools/sweep.py``: parse the command line, validate everything, run the sweep.
+"""``gpusweep`` (also ``python -m gpusweep`` and ``tools/sweep.py``): parse the command line,
+validate everything, run the sweep.
 
 Exit codes: 0 the sweep ran to its end (whatever single trials did); 2 bad input, before any
 trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: abort``);
 4 the first trials all failed fast (``isolation.flapping``); 5 the records could not be
 written; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP) after a clean stop.
 
-``python tools/sweep.py report SWEEP_DIR`` draws a sweep's report instead (gpusweep.report);
-``python tools/sweep.py sync SWEEP_DIR`` puts an offline sweep onto W&B (gpusweep.sync).
+Subcommands, each its own module: ``report SWEEP_DIR`` draws a sweep's report
+(gpusweep.report); ``sync SWEEP_DIR`` puts an offline sweep onto W&B (gpusweep.sync);
+``agent SWEEP_ID`` joins a W&B sweep as ``wandb agent`` does (gpusweep.agent_cli);
+``doctor`` says what holds on this machine (gpusweep.doctor).
 """
 
 from __future__ import annotations
@@ -20,6 +23,16 @@ from gpusweep.config import SweepSpec, load_sweep, project_problem
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 
 DRY_RUN_TRIALS = 5
+PROG = "gpusweep"
+COMMANDS = """commands:
+  {prog} --sweep-config sweep.yaml          run a sweep here (records under ./log/<sweep-id>/)
+  {prog} --wandb --sweep-config sweep.yaml  create the sweep on W&B's server and run it
+  {prog} agent ENTITY/PROJECT/SWEEP_ID      join a W&B sweep, like `wandb agent`
+  {prog} report SWEEP_DIR                   draw a sweep's memory and metrics (report.md)
+  {prog} sync SWEEP_DIR                     put an offline sweep onto W&B, with its sweep page
+  {prog} doctor [--json]                    what holds on this machine, before a long sweep
+
+Each command has its own --help."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,13 +42,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
+    from gpusweep import __version__
+
     parser = _Parser(
-        prog="tools/sweep.py",
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a W&B sweep with every trial isolated in its own process tree, "
         "cleaned up and proven GPU-clean before the next one starts.",
-        epilog="python tools/sweep.py report <log-dir>/<sweep-id> [--features a,b]: draw a "
-        "sweep's memory and metrics as PNGs and report.md under <sweep-dir>/report/.")
+        epilog=COMMANDS.format(prog=prog))
+    parser.add_argument("--version", action="version", version=f"gpusweep {__version__}")
     parser.add_argument("--sweep-config", metavar="FILE", help="W&B sweep YAML (+ isolation:)")
     parser.add_argument("--count", type=int, metavar="N", help="run at most N trials now")
     parser.add_argument("--log-dir", default="log", metavar="DIR",
@@ -92,17 +107,27 @@ def _slots(text: str) -> int | str:
     return count
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """The whole command line; ``prog`` is how messages name the command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["report"]:
+    command = argv[:1]
+    if command == ["report"]:
         from gpusweep import report
 
-        return report.main(argv[1:])
-    if argv[:1] == ["sync"]:
+        return report.main(argv[1:], prog=f"{prog} report")
+    if command == ["sync"]:
         from gpusweep import sync
 
-        return sync.main(argv[1:])
-    args = parse_args(argv)
+        return sync.main(argv[1:], prog=f"{prog} sync")
+    if command == ["doctor"]:
+        from gpusweep import doctor
+
+        return doctor.main(argv[1:], prog=f"{prog} doctor")
+    if command == ["agent"]:
+        from gpusweep.agent_cli import sweep_argv
+
+        argv = sweep_argv(argv[1:], prog=f"{prog} agent")
+    args = parse_args(argv, prog)
     try:
         if args.wandb or args.sweep_id:
             from gpusweep.cloud_cli import run_cloud
@@ -146,10 +171,10 @@ def _config_file(path: str | None) -> str | None:
 
 def _resume_config_file(args: argparse.Namespace) -> None:
     """A resumed sweep keeps the ``--config_file`` it was started with."""
-    from gpusweep.sweepdir import read_yaml
+    from gpusweep.records.reader import read_header
 
-    header = (read_yaml(os.path.join(args.log_dir, args.resume, "sweep.yaml")) or {})
-    stored = (header.get("sweep") or {}).get("config_file")
+    header = read_header(os.path.join(args.log_dir, args.resume))
+    stored = header.config_file if header is not None else None
     given = _config_file(args.config_file)
     if given and stored and given != stored:
         raise BadInput(args.config_file, "--resume", f"sweep {args.resume} was started with "

@@ -21,7 +21,7 @@ CONNECT_TIMEOUT_S = 3.0
 
 def check_cloud(option: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
     """The W&B server URL, once a key was found and the server answered (else BadInput)."""
-    base_url, has_key = _credentials()
+    base_url, has_key = credentials()
     if not has_key:
         raise BadInput(option, "", f"cloud mode needs a W&B API key for {base_url}: set "
                        "WANDB_API_KEY or run `wandb login` (or leave out --wandb/--sweep-id "
@@ -32,7 +32,7 @@ def check_cloud(option: str, timeout_s: float = CONNECT_TIMEOUT_S) -> str:
     return base_url
 
 
-def _credentials() -> tuple[str, bool]:
+def credentials() -> tuple[str, bool]:
     """The server URL wandb would use and whether wandb would find credentials for it."""
     from wandb.sdk import wandb_setup
     from wandb.sdk.lib.wbauth import wbnetrc

@@ -208,6 +208,14 @@ class NvmlDevice:
         getters = {f"nvmlDeviceGet{k}RunningProcesses": g for k, g in self._lists.items() if g}
         return getters or None
 
+    def process_queries(self) -> dict[str, str | None] | None:
+        """Which NVML query answers each process list (``..._v3``, ``_v2``, the plain name;
+        None: this list does not exist here), or None while none could be probed."""
+        if self._process_getters() is None and self._lists is None:
+            return None
+        return {kind: getattr(getter, "__name__", None) if getter else None
+                for kind, getter in (self._lists or {}).items()}
+
     def _probe(self, kind: str) -> Any:
         nvml = self._nvml
         # The plain name of nvidia-ml-py 12+ turns a missing symbol into this error.

@@ -11,7 +11,7 @@ from gpusweep.plots import DPI, _time_scale
 from gpusweep.slotfill import running_at
 
 if TYPE_CHECKING:
-    from gpusweep.sweepdir import SweepData
+    from gpusweep.records.reader import SweepData
 
 
 def concurrency(data: SweepData, path: str) -> bool:

@@ -17,13 +17,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from gpusweep.params import flatten, varied_params
 from gpusweep.status import TrialStatus
-from gpusweep.sweepdir import flatten, varied_params
 
 if TYPE_CHECKING:
     from gpusweep.records import TrialRecord
+    from gpusweep.records.reader import SweepData
     from gpusweep.report import Fit
-    from gpusweep.sweepdir import SweepData
 
 DPI = 110
 _COLORS = {  # one distinct colour per status (a test checks that none is missing)

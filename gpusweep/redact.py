@@ -1,30 +1,10 @@
-"""Secrets reach the trial's environment (W&B needs its key) but are never written by us."""
+"""The orchestrator's import of the one secret-masking rule, which lives beside the bootstrap.
 
-from __future__ import annotations
+The rule is :mod:`gpusweep.bootstrap._gpusweep_secrets` (stdlib only), so that the trial's
+bootstrap masks with the same words as the orchestrator does; this module only gives it the
+orchestrator's name.
+"""
 
-import os
-import re
-from collections.abc import Mapping
+from gpusweep.bootstrap._gpusweep_secrets import MASK, is_secret_name, redact, secret_values
 
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-# Our own trial token is an identifier, not a credential, but it is hidden all the same.
-MASK = "***"
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret."""
-    return bool(_SECRET_NAME.search(name))
-
-
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of secret-named variables, longest first (so overlapping ones mask fully)."""
-    environ = os.environ if environ is None else environ
-    values = {v for k, v in environ.items() if is_secret_name(k) and len(v) >= 4}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact(text: str, values: list[str] | None = None) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for value in secret_values() if values is None else values:
-        text = text.replace(value, MASK)
-    return text
+__all__ = ["MASK", "is_secret_name", "redact", "secret_values"]

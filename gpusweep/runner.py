@@ -26,9 +26,10 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
+from gpusweep import signals
 from gpusweep.admission import Action, Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
-from gpusweep.cleanup import end_tree, wait_until_clean
+from gpusweep.cleanup import WaitResult, end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
 from gpusweep.device import Device
@@ -41,15 +42,14 @@ from gpusweep.errors import (
     start_error,
 )
 from gpusweep.flapping import is_flapping
-from gpusweep.interrupts import Interrupts
 from gpusweep.lock import SweepLock
 from gpusweep.recorder import SweepRecorder
-from gpusweep.records import GpuRecord, TrialRecord
+from gpusweep.records import GpuRecord, SweepState, TrialRecord
 from gpusweep.slotfill import SlotFiller, slot_count
 from gpusweep.slots import Slot, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
-from gpusweep.trialrun import RunningTrial, now_iso
+from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan, now_iso
 from gpusweep.wandb_env import resolve_project
 from gpusweep.wandb_summary import agent_key, publish_summary
 
@@ -99,7 +99,7 @@ class SweepRunner:
         self.launched = 0
         self.rerun_records = 0  # killed by our death (or preempted) and re-run: one run_cap
         self.baselines = DeviceBaselines(devices)  # per device, re-taken where PIDs lie
-        self._interrupts = Interrupts()  # Ctrl-C (INTERRUPT) or SIGTERM (PREEMPT)
+        self._interrupted: StopReason | None = None  # Ctrl-C (INTERRUPT) or SIGTERM (PREEMPT)
         self._wall_start = 0.0
         self._started_unix = 0.0
         self._lock = SweepLock(self.recorder.dir)
@@ -139,27 +139,27 @@ class SweepRunner:
         gc.freeze()
         self.recorder.prepare(resume=self.source.resume)
         self._lock.acquire()
-        self._interrupts.trap()
+        previous = self._trap_signals()
         self._wall_start, self._started_unix = time.monotonic(), time.time()
-        state, code, aborted = "finished", EXIT_OK, None
+        state, code, aborted = SweepState.FINISHED, EXIT_OK, None
         try:
             if self.source.resume:
                 self._resume()
             self.baselines.start()
             self.display.sweep_started(self)
-            self.recorder.write_sweep("running")
+            self.recorder.write_sweep(SweepState.RUNNING)
             self.source.open(self)
             self._loop()
-            if self._interrupts.reason:
-                state, code = "interrupted", EXIT_INTERRUPTED
+            if self._interrupted:
+                state, code = SweepState.INTERRUPTED, EXIT_INTERRUPTED
             code = self.source.exit_code or code
         except SweepAborted as exc:
-            state, code, aborted = "aborted", exc.exit_code, str(exc)
+            state, code, aborted = SweepState.ABORTED, exc.exit_code, str(exc)
         except BaseException:
-            state = "crashed"  # a bug of ours: the trials were still ended and recorded
+            state = SweepState.CRASHED  # a bug of ours: the trials were still ended and recorded
             raise
         finally:
-            self._stop_all(self._interrupts.reason or StopReason.INTERRUPT)
+            self._stop_all(self._interrupted or StopReason.INTERRUPT)
             self._pool.shutdown(wait=True)
             self.source.close()
             try:
@@ -171,10 +171,10 @@ class SweepRunner:
                             project=self.project, entity=self.options.entity,
                             agent=agent_key(self.sweep_dir),
                             backfill=not self.source.server_runs)
-            self._interrupts.restore()
+            self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()
-            self.display.sweep_ended(self, state)
+            self.display.sweep_ended(self, state.value)
             if aborted:
                 self.display.error(aborted)
         return code
@@ -184,7 +184,7 @@ class SweepRunner:
         """Until the sweep is over: record ended trials, fill free slots, watch the running."""
         while True:
             self._collect_finished()
-            if self._interrupts.reason:
+            if self._interrupted:
                 return
             self.source.poll(self)
             self.filler.fill(self._launch)
@@ -221,15 +221,13 @@ class SweepRunner:
             return True
         self.baselines.before_launch(slot.device, busy=any(
             t.device is slot.device for t in self.running))
-        trial = RunningTrial(run_id=pending.run_id or new_id(), params=admitted.params,
-                             spec=self.spec, sweep_id=self.sweep_id, sweep_dir=self.sweep_dir,
-                             device=slot.device, project=self.project,
-                             retry_of=pending.retry_of, extra_env=self._trial_env(),
-                             slot=slot.index, predicted_peak_mb=admitted.predicted_mb,
-                             fit_note=admitted.reason,
-                             proposed=None if admitted.params == pending.params
-                             else pending.params, config_file=self.options.config_file,
-                             neighbour_pids=functools.partial(self._neighbour_pids, slot))
+        plan = TrialPlan(pending.run_id or new_id(), admitted.params, pending.retry_of,
+                         admitted.predicted_mb, admitted.reason,
+                         proposed=None if admitted.params == pending.params else pending.params)
+        sweep = SweepContext(self.spec, self.sweep_id, self.sweep_dir, self.project,
+                             self._trial_env(), self.options.config_file)
+        trial = RunningTrial(plan, sweep, Placement(
+            slot.device, slot.index, functools.partial(self._neighbour_pids, slot)))
         self.launched += 1
         self.recorder.trial_started(trial, pending.origin, pending.rerun_of)
         try:
@@ -369,15 +367,29 @@ class SweepRunner:
 
     def _resume(self) -> None:
         """End what the dead orchestrator left running (by token), let the source decide
-        what runs again, and wait until the GPU let the orphans go."""
-        orphan_pids: set[int] = set()
-        orphan_records: list[TrialRecord] = []
+        what runs again, and wait until the GPU let the orphans go (before the new baseline);
+        each orphan's record carries that wait's verdict."""
         orphans = self.recorder.restore()
         self.rerun_records = self.recorder.reruns_started  # each replaced a killed record
-        for entry in orphans:
-            record, pids = self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)
-            orphan_pids |= pids
-            orphan_records.append(record)
-        self.source.restored(self, orphan_records)
-        for device in self.devices if orphan_pids else ():  # before the new baseline
+        ended = [self.recorder.end_orphan(entry, self.spec.isolation.stop.grace_s)
+                 for entry in orphans]
+        orphan_pids = {pid for end in ended for pid in end.ended_pids}
+        waits: list[WaitResult] = [
             wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
+            for device in (self.devices if orphan_pids else ())]
+        self.source.restored(self, [self.recorder.orphan_ended(entry, end, waits)
+                                    for entry, end in zip(orphans, ended, strict=True)])
+
+    # -- signals ----------------------------------------------------------------------------
+    def _trap_signals(self) -> signals.Handlers:
+        """Ctrl-C, SIGTERM and SIGHUP set a flag; the loop stops the trials cleanly (see
+        :mod:`gpusweep.signals`). The first signal's reason sticks."""
+
+        def interrupted(signum: int) -> None:
+            if self._interrupted is None:
+                self._interrupted = signals.stop_reason(signum)
+
+        return signals.trap(interrupted)
+
+    def _restore_signals(self, previous: signals.Handlers) -> None:
+        signals.restore(previous)

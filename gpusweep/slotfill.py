@@ -154,8 +154,8 @@ class SlotFiller:
         trial still importing torch computes nothing yet); one that never does, ten windows
         after its start (it runs on the CPU)."""
         if not device.is_gpu:
-            return trial.t_start
-        return self._on_gpu.get(trial.run_id, trial.t_start + 9 * self.window_s)
+            return trial.account.t_start
+        return self._on_gpu.get(trial.run_id, trial.account.t_start + 9 * self.window_s)
 
     def _device_reading(self, device: Device, running: Sequence[Any], now: float,
                         refill: bool) -> DeviceReading:

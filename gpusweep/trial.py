@@ -22,30 +22,24 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from gpusweep.redact import redact
+from gpusweep.bootstrap import loaded
+from gpusweep.bootstrap._gpusweep_contract import EVENTS_ENV, TOKEN_ENV, TRIAL_DIR_ENV
+from gpusweep.bootstrap._gpusweep_secrets import redact
 
-# The bootstrap (sitecustomize) may have loaded the child runtime already, under its
-# top-level name: share that one instance, so its state (the stack-dump announcement, the
-# leak baseline) exists once per process.
-_child = sys.modules.get("_gpusweep_child") or importlib.import_module(
-    "gpusweep.bootstrap._gpusweep_child")
+# The instances the bootstrap (sitecustomize) loaded, where it did: one state per process.
+_child = loaded("_gpusweep_child")
+_signals = loaded("_gpusweep_signals")
 
-EVENTS_ENV = "GPUSWEEP_EVENTS"
-TRIAL_DIR_ENV = "GPUSWEEP_TRIAL_DIR"
-TOKEN_ENV = "GPUSWEEP_TRIAL_TOKEN"
+__all__ = ["EVENTS_ENV", "PARAM_PATH_ENV", "TOKEN_ENV", "TRIAL_DIR_ENV", "Terminated", "params",
+           "redact_exception", "release_cuda_memory", "report", "report_error", "session"]
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"
-
-_MB = 1024.0 * 1024.0
-_hooks: list[Any] = []  # callables(step, metrics, memory) run after each report (W&B logging)
 _reports = 0
 
 if os.environ.get(EVENTS_ENV):  # inside an orchestrated trial: stack dumps, leak profiling
@@ -86,12 +80,10 @@ def report(step: int | None = None, **metrics: Any) -> None:
     report (when torch is imported and CUDA is initialised) and the process RSS.
     """
     global _reports
-    memory = _own_memory()
+    memory = _child.own_memory(reset=True)
     event = {"kind": "report", "t": time.time(), "step": step, "metrics": _plain(metrics)}
     event["memory"] = memory
     _child.append_event(event)
-    for hook in list(_hooks):
-        hook(step, event["metrics"], memory)
     _log_to_wandb(step, event["metrics"], memory)
     _child.leak_checkpoint(_reports)
     _reports += 1
@@ -105,7 +97,7 @@ def report_error(exc: BaseException) -> None:
             "t": time.time(),
             "type": type(exc).__name__,
             "message": redact(str(exc))[:2000],  # it may quote a key
-            "memory": _own_memory(reset=False),
+            "memory": _child.own_memory(),
         }
     )
 
@@ -136,7 +128,7 @@ def release_cuda_memory() -> None:
     """
     gc.collect()
     torch = sys.modules.get("torch")
-    if torch is None or not _cuda_initialised(torch):
+    if torch is None or not _child.cuda_initialised(torch):
         return
     for step in ("empty_cache", "synchronize", "ipc_collect"):
         try:
@@ -153,16 +145,15 @@ def session() -> Iterator[None]:
     thread so the ``finally`` runs; the exception that ends the trial is reported first so the
     orchestrator can tell an OOM from any other failure.
     """
-    global _ending
-    previous = _install_sigterm()
-    _ending = None
+    previous = _signals.on_sigterm(_terminate)
+    ending: BaseException | None = None
     try:
         yield
     except Terminated as exc:
-        _ending = exc
+        ending = exc
         raise
     except BaseException as exc:
-        _ending = exc
+        ending = exc
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             redact_exception(exc)
             report_error(exc)
@@ -172,30 +163,9 @@ def session() -> Iterator[None]:
             release_cuda_memory()
         finally:
             _child.write_leak_report()
-            _finish_hooks()
+            _finish_wandb(ending)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-
-
-def add_report_hook(hook: Any, on_finish: Any = None) -> None:
-    """Register a callable run after every report (and optionally one run at session end)."""
-    _hooks.append(hook)
-    if on_finish is not None:
-        _finish_callbacks.append(on_finish)
-
-
-def add_finish_hook(on_finish: Any) -> None:
-    """Register a callable run once when :func:`session` ends."""
-    _finish_callbacks.append(on_finish)
-
-
-def ending_exception() -> BaseException | None:
-    """The exception that is ending :func:`session` (None on success), for finish hooks."""
-    return _ending
-
-
-_finish_callbacks: list[Any] = []
-_ending: BaseException | None = None
 
 
 def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> None:
@@ -208,68 +178,16 @@ def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, A
     wandb_trial.log(step, metrics, memory)
 
 
-def _finish_hooks() -> None:
-    while _finish_callbacks:
-        _finish_callbacks.pop()()
+def _finish_wandb(ending: BaseException | None) -> None:
+    """Finish the W&B run the reports started, if they started one (its module is imported
+    only then), with the exit code of the exception ending the session."""
+    wandb_trial = sys.modules.get("gpusweep.wandb_trial")
+    if wandb_trial is not None:
+        wandb_trial.finish(ending)
 
 
-def _install_sigterm() -> Any:
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def _raise(signum: int, frame: Any) -> None:
-        # Once: a second SIGTERM must not cut the cleanup of the first one short.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _mark_preempting_if_asked()
-        raise Terminated()
-
-    return signal.signal(signal.SIGTERM, _raise)
-
-
-def _mark_preempting_if_asked() -> None:
-    """A preempted trial's W&B run is marked preempting before it unwinds (see bootstrap)."""
-    if "wandb" not in sys.modules:
-        return
-    try:
-        from gpusweep.bootstrap.sitecustomize import mark_preempting_if_asked
-
-        mark_preempting_if_asked()
-    except Exception:
-        pass
-
-
-def _own_memory(reset: bool = True) -> dict[str, float | None]:
-    memory: dict[str, float | None] = {"rss_mb": _rss_mb()}
-    torch = sys.modules.get("torch")
-    if torch is not None and _cuda_initialised(torch):
-        try:  # after a sticky CUDA error these may raise too: the memory is then unknown
-            memory["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / _MB
-            memory["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / _MB
-            memory["torch_allocated_mb"] = torch.cuda.memory_allocated() / _MB
-            if reset:
-                torch.cuda.reset_peak_memory_stats()
-        except Exception:
-            pass
-    return memory
-
-
-def _cuda_initialised(torch: Any) -> bool:
-    cuda = getattr(torch, "cuda", None)
-    return bool(cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized())
-
-
-def _rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            resident_pages = int(handle.read().split()[1])
-        return resident_pages * os.sysconf("SC_PAGE_SIZE") / _MB
-    except (OSError, ValueError, IndexError):
-        try:
-            import psutil
-
-            return psutil.Process().memory_info().rss / _MB
-        except Exception:
-            return None
+def _terminate(signum: int) -> None:
+    raise Terminated()
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -1,28 +1,29 @@
 """One trial, start to end: launch, watch, stop, clean up, record.
 
-The orchestrator side of a trial. ``finish`` is the ``finally`` of every trial, whatever
-ended it: it ends the whole tree, collects garbage, waits until the GPU is back to its
-baseline, and returns the record. The child records its own outcome (metrics, torch peaks)
-through its events file; this side records what only the parent can see.
+The orchestrator side of a trial's process. ``finish`` is the ``finally`` of every trial,
+whatever ended it: it ends the whole tree, collects garbage, waits until the GPU is back to
+its baseline, and returns the record. The child records its own outcome (metrics, torch
+peaks) through its events file; this side records what only the parent can see: its
+accounting (:mod:`gpusweep.trialaccount`), its stop rules (:mod:`gpusweep.trialwatch`) and
+the record built from them (:mod:`gpusweep.trialrecord`).
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
-from gpusweep import containment, guards, launcher
-from gpusweep.cleanup import EndResult, WaitResult, wait_until_clean
+from gpusweep import containment, launcher
+from gpusweep.bootstrap._gpusweep_secrets import redact
+from gpusweep.cleanup import WaitResult, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.containment import TrialContainment
 from gpusweep.controller import RunView
@@ -32,113 +33,117 @@ from gpusweep.gpuview import Baseline
 from gpusweep.launcher import TrialPaths, with_config_file
 from gpusweep.leak import leak_verdict
 from gpusweep.monitor import Monitor
-from gpusweep.oom import oom_line
-from gpusweep.records import (
-    CleanupRecord,
-    GpuRecord,
-    HostRecord,
-    LeakRecord,
-    MetricSummary,
-    Timeline,
-    TrialRecord,
+from gpusweep.records import LeakRecord, MetricSummary, Timeline, TrialRecord
+from gpusweep.status import StopReason, TrialStatus, signal_name
+from gpusweep.trialaccount import TrialAccount, iso_from_unix, now_iso
+from gpusweep.trialrecord import (
+    best_metric,
+    cleanup_record,
+    fixed_wait_peak_mb,
+    gpu_record,
+    host_record,
+    machine_mb,
+    outcome,
+    output_tail,
+    rounded,
 )
-from gpusweep.redact import redact
-from gpusweep.status import StopReason, TrialStatus, classify, signal_name
+from gpusweep.trialwatch import TrialWatch
+
+__all__ = ["Placement", "RunningTrial", "SweepContext", "TrialPlan", "iso_from_unix", "now_iso"]
 
 
-def now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class TrialPlan:
+    """What to run, decided before the start (the engine's params, the memory model's say)."""
+
+    run_id: str
+    params: dict[str, Any]
+    retry_of: str | None = None
+    predicted_peak_mb: float | None = None
+    fit_note: str | None = None
+    proposed: dict[str, Any] | None = None  # the engine's params when the model changed them
 
 
-def iso_from_unix(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of the sweep shares."""
+
+    spec: SweepSpec
+    sweep_id: str
+    sweep_dir: str
+    project: str | None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    config_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the trial runs: its slot's device and the other trials on it."""
+
+    device: Device
+    slot: int = 0
+    neighbour_pids: Callable[[], set[int]] | None = None  # other trials' pids on the device
 
 
 class RunningTrial:
     """A trial process and everything the orchestrator watches about it."""
 
-    def __init__(
-        self,
-        *,
-        run_id: str,
-        params: dict[str, Any],
-        spec: SweepSpec,
-        sweep_id: str,
-        sweep_dir: str,
-        device: Device,
-        project: str | None,
-        retry_of: str | None = None,
-        extra_env: dict[str, str] | None = None,
-        slot: int = 0,
-        predicted_peak_mb: float | None = None,
-        fit_note: str | None = None,
-        proposed: dict[str, Any] | None = None,
-        neighbour_pids: Callable[[], set[int]] | None = None,
-        config_file: str | None = None,
-    ) -> None:
-        self.run_id = run_id
-        self.neighbour_pids = neighbour_pids  # other trials' pids on the same device
-        self.config_file = config_file
-        self.slot = slot
-        self.predicted_peak_mb = predicted_peak_mb
-        self.fit_note = fit_note
-        self.proposed = proposed  # the engine's params when the memory model changed them
-        self.retry_of = retry_of
-        self.extra_env = dict(extra_env or {})
-        self.params = params
-        self.spec = spec
-        self.sweep_id = sweep_id
-        self.device = device
-        self.project = project
-        self.paths = TrialPaths(sweep_dir, run_id)
+    def __init__(self, plan: TrialPlan, sweep: SweepContext, placement: Placement) -> None:
+        self.plan, self.sweep, self.placement = plan, sweep, placement
+        self.paths = TrialPaths(sweep.sweep_dir, plan.run_id)
         self.token = uuid.uuid4().hex
-        self.events = TrialEvents(spec.metric.name if spec.metric else None)
-        self.stop_reason: StopReason | None = None
-        self.reason_text: str | None = None
-        self._stall: guards.StallWindow | None = None  # None: isolation.stall_s is null
+        self.events = TrialEvents(sweep.spec.metric.name if sweep.spec.metric else None)
+        self.account = TrialAccount()
+        self.watch: TrialWatch | None = None  # from the start
         self.argv: list[str] = []
         self.contained: TrialContainment | None = None  # its launcher (and cgroup)
-        self.popen: subprocess.Popen | None = None  # the launcher (mirrors the trial's exit)
         self.monitor: Monitor | None = None
-        self.started_iso = ""
-        self.t_start = 0.0
-        self.t_exit: float | None = None
-        self._unix: dict[str, float] = {}  # phase -> unix time, for the record's timeline
         # A run the W&B server hands out again (``resume``) finds its old events here: only
         # what it reports from now on is this trial's.
         self._tail = EventTail(self.paths.events, from_end=True)
-        self._ends: list[EndResult] = []
+
+    # The names the runner, the sources, the recorder and the display read.
+    run_id = property(lambda self: self.plan.run_id)
+    params = property(lambda self: self.plan.params)
+    retry_of = property(lambda self: self.plan.retry_of)
+    predicted_peak_mb = property(lambda self: self.plan.predicted_peak_mb)
+    spec = property(lambda self: self.sweep.spec)
+    device = property(lambda self: self.placement.device)
+    slot = property(lambda self: self.placement.slot)
+    stop_reason = property(lambda self: self.account.stop_reason)
+
+    @property
+    def popen(self) -> Any:
+        """The launcher's Popen (it mirrors the trial's exit); None before the start."""
+        return self.contained.process.popen if self.contained else None
 
     # -- start ---------------------------------------------------------------------------
     def start(self, environ: dict[str, str]) -> None:
         """Write the param files, build argv and env, start the process and its monitor."""
-        spec = self.spec
+        spec, sweep = self.spec, self.sweep
         self.argv = launcher.build_argv(spec.command, spec.program, self.params,
                                         self.paths.args_json_file, environ=environ)
-        if self.config_file:
-            self.argv = with_config_file(self.argv, self.config_file)
+        if sweep.config_file:
+            self.argv = with_config_file(self.argv, sweep.config_file)
         launcher.write_param_files(self.paths, self.params,
                                    argv_uses_json="${args_json_file}" in spec.command)
-        env = launcher.trial_env(environ, sweep_id=self.sweep_id, run_id=self.run_id,
-                                 token=self.token, paths=self.paths, project=self.project,
+        env = launcher.trial_env(environ, sweep_id=sweep.sweep_id, run_id=self.run_id,
+                                 token=self.token, paths=self.paths, project=sweep.project,
                                  device=self.device, sweep_name=spec.name)
-        env.update(self.extra_env)
-        self.started_iso = now_iso()
-        self.t_start = time.monotonic()
-        self._unix["start"] = time.time()
+        env.update(sweep.extra_env)
+        self.account.started()
         contained = containment.start(self.argv, env, self.paths, isolation=spec.isolation,
-                                      name=f"{self.sweep_id}-{self.run_id}")
+                                      name=f"{sweep.sweep_id}-{self.run_id}")
         try:
             self.monitor = Monitor(contained.process.pid, self.device,
                                    spec.isolation.monitor.hz, self.paths.memory_csv,
                                    launcher_pid=contained.process.launcher_pid,
-                                   neighbour_pids=self.neighbour_pids).start()
+                                   neighbour_pids=self.placement.neighbour_pids).start()
         except BaseException:
             contained.end(self.token, (), spec.isolation.stop.grace_s)
             raise
-        self.contained, self.popen = contained, contained.process.popen
-        if spec.isolation.stall_s is not None:
-            self._stall = guards.StallWindow(spec.isolation.stall_s, self.t_start)
+        self.contained = contained
+        self.watch = TrialWatch(spec.isolation, self.account.t_start)
 
     # -- while it runs -------------------------------------------------------------------
     @property
@@ -158,10 +163,9 @@ class RunningTrial:
         ended = process.poll(timeout_s) is not None
         if not ended and process.launcher_lost:
             ended = True
-            self.reason_text = self.reason_text or process.lost_reason()
-        if ended and self.t_exit is None:
-            self.t_exit = time.monotonic()
-            self._unix["exit"] = time.time()
+            self.account.note(process.lost_reason())
+        if ended:
+            self.account.exited()
         return ended
 
     def read_events(self) -> bool:
@@ -170,33 +174,19 @@ class RunningTrial:
         reports = self.events.reports
         for event in self._tail.read_new():
             new_metric |= self.events.add(event)
-        if self.events.reports > reports and self._stall is not None:
-            self._stall.reported(time.monotonic())
+        if self.events.reports > reports and self.watch is not None:
+            self.watch.reported(time.monotonic())
         return new_metric
 
     def timed_out(self) -> bool:
-        limit = self.spec.isolation.timeout_s
-        return limit is not None and time.monotonic() - self.t_start > limit
+        return self.watch is not None and self.watch.timed_out(time.monotonic())
 
     def guard(self) -> tuple[StopReason, str] | None:
         """Host memory and stall checks on the monitor's latest sample: a reason to stop."""
-        assert self.monitor is not None
-        sample = self.monitor.last
-        if sample is None:
-            return None
-        isolation = self.spec.isolation
-        text = guards.host_memory_reason(sample.rss_mb, sample.available_mb, isolation.limits)
-        if text:
-            return StopReason.HOST_MEMORY, text
-        if self._stall is None:
-            return None
-        now = time.monotonic()
-        if self._stall.due(now):
-            on_gpu = self.device.is_gpu
-            self._stall.observe(guards.Activity(now, sample.cpu_s, on_gpu, sample.gpu_tree_mb,
-                                                self.device.utilization() if on_gpu else None))
-        text = self._stall.verdict()
-        return None if text is None else (StopReason.STALL, text)
+        assert self.monitor is not None and self.watch is not None
+        device = self.device
+        return self.watch.check(self.monitor.last, time.monotonic(), device.is_gpu,
+                                device.utilization)
 
     def dump_stacks(self, settle_s: float = 1.0) -> int:
         """Ask every process that announced a stack dump handler for its Python stacks (they
@@ -222,22 +212,21 @@ class RunningTrial:
         SIGTERM: the trial's bootstrap then marks its W&B run preempting
         (``run.mark_preempting()``) before it exits, so the server hands the run out again.
         """
-        if self.stop_reason is None:
-            self.stop_reason, self.reason_text = reason, text
-            if reason is StopReason.PREEMPT:
-                try:
-                    with open(self.paths.preempt_marker, "w", encoding="utf-8") as handle:
-                        handle.write("preempted\n")
-                except OSError:
-                    pass  # the run is then not marked; the trial still ends
+        if self.account.stop(reason, text) and reason is StopReason.PREEMPT:
+            try:
+                with open(self.paths.preempt_marker, "w", encoding="utf-8") as handle:
+                    handle.write("preempted\n")
+            except OSError:
+                pass  # the run is then not marked; the trial still ends
 
     @property
     def stopping(self) -> bool:
-        return self.stop_reason is not None or self.t_exit is not None
+        return self.account.stopping
 
     def view(self) -> RunView:
         state = "finished" if self.stopping else "running"
-        params = self.proposed if self.proposed and self.spec.method == "grid" else self.params
+        proposed = self.plan.proposed
+        params = proposed if proposed and self.spec.method == "grid" else self.params
         return RunView(self.run_id, params, state, list(self.events.history))
 
     # -- the finally ---------------------------------------------------------------------
@@ -252,178 +241,93 @@ class RunningTrial:
         if not isinstance(baseline, Baseline):
             baseline = Baseline(baseline)
         assert self.contained is not None and self.monitor is not None
+        account = self.account
         try:
-            if self.exited() and self.stop_reason in (StopReason.HYPERBAND, StopReason.SERVER,
-                                                      StopReason.INTERRUPT,
-                                                      StopReason.PREEMPT):
-                # It ended on its own before we signalled anything: its exit decides.
-                self.stop_reason = self.reason_text = None
-            if self.stop_reason is StopReason.STALL and self.t_exit is None:
+            if self.exited() and account.stop_reason in (StopReason.HYPERBAND,
+                                                         StopReason.SERVER,
+                                                         StopReason.INTERRUPT,
+                                                         StopReason.PREEMPT):
+                account.forget_stop()  # it ended on its own before we signalled anything
+            if account.stop_reason is StopReason.STALL and account.t_exit is None:
                 self.dump_stacks()
             self._end_tree()  # the launcher is reaped there, its tree ended
         finally:
             self.monitor.stop()
         self.read_events()
         gc.collect()
-        self._unix["wait_start"] = time.time()
+        account.phase("wait_start")
         trial_pids = {pid for pid, _ in self.monitor.seen}
-        for end in self._ends:
+        for end in account.ends:
             trial_pids.update(end.ended_pids)
+        peak_mb = fixed_wait_peak_mb(self.device.is_gpu, self.events, self.monitor.peaks)
         waited = wait_until_clean(self.device, baseline, trial_pids, self.spec.isolation.wait,
-                                  neighbour_pids=neighbour_pids or self.neighbour_pids,
-                                  peak_mb=self._peak_mb())
-        self._unix["wait_end"] = time.time()
+                                  neighbour_pids=neighbour_pids or self.placement.neighbour_pids,
+                                  peak_mb=peak_mb)
+        account.phase("wait_end")
         return self._record(baseline.used_mb, waited)
 
     def pids(self) -> set[int]:
         """Every pid seen in this trial's tree (for the neighbours' GPU wait)."""
         return {pid for pid, _ in self.monitor.seen} if self.monitor else set()
 
+    def output_tail(self, lines: int = 15) -> str | None:
+        """The last lines of output.log (secrets masked), for records and messages."""
+        return output_tail(self.paths.output_log, lines)
+
     def _end_tree(self) -> None:
         assert self.contained is not None and self.monitor is not None
-        end = self.contained.end(self.token, self.monitor.seen, self.spec.isolation.stop.grace_s)
-        self._ends.append(end)
-        if end.leftover:
-            self.reason_text = (self.reason_text or "") + \
-                f" (pids {', '.join(map(str, end.leftover))} survived SIGKILL)"
+        self.account.tree_ended(self.contained.end(self.token, self.monitor.seen,
+                                                   self.spec.isolation.stop.grace_s))
         self.exited()
 
     def _record(self, baseline_mb: float | None, waited: WaitResult) -> TrialRecord:
         assert self.contained is not None and self.monitor is not None
-        contained = self.contained
+        contained, account, events, spec = self.contained, self.account, self.events, self.spec
         returncode = contained.process.returncode
         peaks = self.monitor.peaks
-        gpu = self.monitor.gpu.summary(waited.foreign_mb)
-        clean, why = cleanup_verdict(waited, self._ends)
-        failed = returncode != 0 and self.stop_reason is None
-        oom = oom_line(self.events.errors, self.output_tail(200)) if failed else None
-        cgroup_oom = failed and bool(contained.oom_kills)
-        killer = cgroup_oom or failed and guards.oom_killer_suspected(
-            returncode, False, peaks.rss_mb, peaks.min_available_mb, _machine_mb())
-        status = classify(returncode, self.stop_reason, cuda_oom=oom is not None,
-                          oom_killer=killer, preempting=self.events.preempting)
-        reason = self.reason_text
-        if cgroup_oom:
-            reason = guards.cgroup_oom_reason(contained.oom_kills or 0,
-                                              self.spec.isolation.limits.rss_mb)
-        elif killer:
-            reason = ("SIGKILL that gpusweep did not send, with host memory nearly exhausted: "
-                      "the kernel's OOM killer")
-        leak = leak_verdict([m.get("rss_mb") for m in self.events.report_memory],
-                            [m.get("torch_allocated_mb") for m in self.events.report_memory],
-                            self.spec.isolation.leak)
-        values = self.events.metric_values
-        best = None
-        if values and self.spec.metric:
-            best = (min if self.spec.metric.goal == "minimize" else max)(values)
+        failed = returncode != 0 and account.stop_reason is None
+        status, reason, oom = outcome(
+            returncode, account.stop_reason, account.reason_text, events=events,
+            output_tail=self.output_tail(200) if failed else None,
+            oom_kills=contained.oom_kills, peaks=peaks,
+            rss_limit_mb=spec.isolation.limits.rss_mb, machine_mb=machine_mb())
+        leak = leak_verdict([m.get("rss_mb") for m in events.report_memory],
+                            [m.get("torch_allocated_mb") for m in events.report_memory],
+                            spec.isolation.leak)
+        values = events.metric_values
+        minimize = None if spec.metric is None else spec.metric.goal == "minimize"
+        plan = self.plan
         return TrialRecord(
-            run=self.run_id,
-            params=self.params,
+            run=plan.run_id,
+            params=plan.params,
             status=status,
             exit_code=returncode,
             signal=signal_name(returncode),
-            started=self.started_iso,
+            started=account.started_iso,
             ended=now_iso(),
-            duration_s=round((self.t_exit or time.monotonic()) - self.t_start, 3),
-            retry_of=self.retry_of,
+            duration_s=account.duration_s(),
+            retry_of=plan.retry_of,
             slot=self.slot,
             reason=reason,
-            predicted_peak_mb=_r(self.predicted_peak_mb),
-            fit_note=self.fit_note,
-            proposed=self.proposed,
+            predicted_peak_mb=rounded(plan.predicted_peak_mb),
+            fit_note=plan.fit_note,
+            proposed=plan.proposed,
             oom_line=oom,
-            metric=MetricSummary(self.events.metric_name, values[-1] if values else None, best,
+            metric=MetricSummary(events.metric_name, values[-1] if values else None,
+                                 best_metric(values, minimize),
                                  len(values)),  # reports of the metric, not of any row
-            gpu=GpuRecord(
-                device=self.device.info.name,
-                index=self.device.info.index,
-                baseline_mb=_r(baseline_mb),
-                peak_used_mb=_r(peaks.gpu_used_mb),
-                peak_tree_mb=_r(gpu.peak_tree_mb),
-                torch_peak_allocated_mb=_r(self.events.torch_peak_allocated_mb),
-                torch_peak_reserved_mb=_r(self.events.torch_peak_reserved_mb),
-                residual_mb=_r(waited.residual_mb),
-                uuid=self.device.info.uuid,
-                mig_index=self.device.info.mig_index,
-                attribution=gpu.attribution,
-                foreign_start_mb=_r(gpu.foreign_start_mb),
-                foreign_end_mb=_r(gpu.foreign_end_mb),
-                energy_j=_r(gpu.energy_j),
-                util_mean_pct=_r(gpu.util_mean_pct),
-                util_peak_pct=_r(gpu.util_peak_pct),
-            ),
-            host=HostRecord(peak_rss_mb=_r(self._host_peak_mb(peaks.rss_mb)),
-                            min_available_mb=_r(peaks.min_available_mb),
-                            peak_rss_trial_mb=_r(self._host_peak_mb(peaks.rss_trial_mb)),
-                            cgroup_peak_mb=_r(contained.peak_mb)),
-            cleanup=CleanupRecord(
-                processes_killed=sum(e.processes_killed for e in self._ends),
-                escapees_killed=sum(e.escapees_killed for e in self._ends),
-                wait_s=round(waited.wait_s, 3),
-                clean=clean,
-                reason=why,
-            ),
+            gpu=gpu_record(self.device.info, baseline_mb, peaks,
+                           self.monitor.gpu.summary(waited.foreign_mb), events, waited),
+            host=host_record(peaks, events.report_memory, contained.peak_mb),
+            cleanup=cleanup_record(account.ends, waited),
             containment=contained.kind,
             containment_note=contained.note,
             leak=LeakRecord(leak.rss_mb_per_step, leak.gpu_mb_per_step, leak.suspected),
             command=[redact(token) for token in self.argv],
             error=None if status is TrialStatus.FINISHED else self.output_tail(),
-            wandb_run=self.events.wandb_run,
-            timeline=Timeline(**{k: round(v, 3) for k, v in self._unix.items()}),
+            wandb_run=events.wandb_run,
+            timeline=Timeline(**{k: round(v, 3) for k, v in account.unix.items()}),
         )
-
-    def _peak_mb(self) -> float | None:
-        """The trial's peak for ``mode: fixed``: torch's reserved peak (what its size rule was
-        set on), else its processes' NVML peak; the host peak on a machine with no GPU."""
-        assert self.monitor is not None
-        peaks = self.monitor.peaks
-        if self.device.is_gpu:
-            reserved = self.events.torch_peak_reserved_mb
-            return reserved if reserved is not None else peaks.gpu_tree_mb
-        return self._host_peak_mb(peaks.rss_mb)
-
-    def _host_peak_mb(self, sampled: float | None) -> float | None:
-        """The tree's sampled peak, or what the trial reported of its own RSS if that was
-        higher (a trial shorter than the monitor's interval is sampled only at its start)."""
-        reported = [m["rss_mb"] for m in self.events.report_memory
-                    if isinstance(m.get("rss_mb"), (int, float))]
-        peaks = [v for v in [sampled, *reported] if v is not None]
-        return max(peaks) if peaks else None
-
-    def output_tail(self, lines: int = 15) -> str | None:
-        """The last lines of output.log (secrets masked), for records and messages."""
-        try:
-            with open(self.paths.output_log, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                size = handle.tell()
-                handle.seek(max(0, size - 65536))
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            return None
-        return redact(error_tail(text, lines)) or None
-
-
-def cleanup_verdict(waited: WaitResult, ends: list[EndResult]) -> tuple[bool | None, str | None]:
-    """``cleanup.clean`` and its reason: a process that survived SIGKILL is dirty whatever
-    the GPU says; otherwise the wait's verdict (None: not proven either way)."""
-    leftover = sorted({pid for end in ends for pid in end.leftover})
-    if leftover:
-        return False, f"processes survived SIGKILL: {', '.join(map(str, leftover))}"
-    return waited.clean, waited.reason
-
-
-def error_tail(text: str, lines: int) -> str:
-    """The last ``lines`` lines of a trial's output that say something about it: wandb's
-    footer (``wandb:`` lines: run history, summary, sync hint) and blank lines are dropped
-    first, or they push the traceback out."""
-    kept = [line for line in text.splitlines()
-            if line.strip() and not line.startswith("wandb:")]
-    return "\n".join(kept[-lines:])
-
-
-@functools.cache
-def _machine_mb() -> float | None:
-    return guards.machine_memory_mb()
 
 
 def _wait_until_stable(path: str, settle_s: float, step_s: float = 0.1) -> None:
@@ -439,7 +343,3 @@ def _wait_until_stable(path: str, settle_s: float, step_s: float = 0.1) -> None:
             return
         last = size
         time.sleep(step_s)
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)

@@ -24,6 +24,8 @@ import functools
 import os
 from collections.abc import Mapping
 
+from gpusweep.bootstrap._gpusweep_contract import SWEEP_ID_ENV
+
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
 
 
@@ -172,7 +174,7 @@ def add_trial_wandb_env(env: dict[str, str], *, sweep_id: str,
     """Add the W&B part of a trial's environment to ``env`` (in place)."""
     if env.get("WANDB_SWEEP_ID") != sweep_id:
         env.pop("WANDB_SWEEP_ID", None)
-    env["GPUSWEEP_SWEEP_ID"] = sweep_id
+    env[SWEEP_ID_ENV] = sweep_id
     env.setdefault("WANDB_RUN_GROUP", run_group(sweep_id, sweep_name))
     env.setdefault("WANDB_TAGS", sweep_id)
     env.setdefault("WANDB_JOB_TYPE", "trial")

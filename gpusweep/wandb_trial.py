@@ -5,8 +5,9 @@ and never with ``WANDB_MODE=disabled``); this module is imported then, not befor
 trial that never reports never pays for importing wandb. The first call starts the run
 (``wandb.init()`` with everything from the environment the launcher set: run id, project,
 group, tags, job type, the params file as config, ``WANDB_DIR``); ``trial.session()``
-finishes it. A program that called ``wandb.init()`` itself keeps its run: we log into it
-and leave finishing to it.
+finishes it (:func:`finish`); this module never imports ``gpusweep.trial``, which calls in.
+A program that called ``wandb.init()`` itself keeps its run: we log into it and leave
+finishing to it.
 
 A SIGTERM arriving while ``wandb.init()`` runs (a Hyperband stop right after the first
 report) is held until the run exists and the report is logged, then acted on: otherwise it
@@ -19,15 +20,15 @@ off for the rest of the trial; the orchestrator's records do not depend on it.
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-from gpusweep import trial
-from gpusweep.bootstrap.sitecustomize import ORIGINAL_ATTR, memory_metrics
-from gpusweep.redact import redact
+from gpusweep.bootstrap import loaded
+from gpusweep.bootstrap._gpusweep_secrets import redact
+
+# The instances the bootstrap (sitecustomize) loaded, where it did: one state per process.
+_child = loaded("_gpusweep_child")
+_signals = loaded("_gpusweep_signals")
 
 
 class _State:
@@ -43,44 +44,28 @@ def log(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> No
     """Log one report (metrics plus ``memory/*``) to the trial's run, starting it if needed."""
     if _state.off:
         return
-    with _sigterm_held() if _state.run is None else contextlib.nullcontext():
+    with _signals.SigtermHeld() if _state.run is None else contextlib.nullcontext():
         try:
             run = _state.run or _start()
-            data = {**memory_metrics(memory), **metrics}
+            data = {**_child.memory_metrics(memory), **metrics}
             log_method = type(run).log
-            log_method = getattr(log_method, ORIGINAL_ATTR, log_method)  # no second event
+            log_method = getattr(log_method, _child.ORIGINAL_ATTR, log_method)  # no 2nd event
             log_method(run, data, step=step)
         except Exception as exc:
             _give_up(exc)
 
 
-def finish() -> None:
-    """Finish the run we started, with the trial's exit code (run at ``session()`` end)."""
-    run, owned = _state.run, _state.owned
-    _state.run, _state.off = None, True
-    if run is None or not owned:
+def finish(ending: BaseException | None) -> None:
+    """Finish the run we started, with the exit code of ``ending``, the exception that is
+    ending ``trial.session()`` (None: success). A run the program started is its own."""
+    run = _state.run
+    if run is None or not _state.owned:
         return
+    _state.run, _state.off = None, True
     try:
-        run.finish(exit_code=_exit_code(trial.ending_exception()))
+        run.finish(exit_code=_exit_code(ending))
     except Exception as exc:
         _give_up(exc)
-
-
-@contextlib.contextmanager
-def _sigterm_held() -> Iterator[None]:
-    """Hold SIGTERM for the duration; deliver it again (to the handler that was there,
-    ``session()``'s) once the block is done, so the stop is late by the init only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if held:
-            signal.raise_signal(signal.SIGTERM)
 
 
 def _start() -> Any:
@@ -96,7 +81,6 @@ def _start() -> Any:
     finally:
         sys.argv = saved
     _state.run, _state.owned = run, True
-    trial.add_finish_hook(finish)
     return run
 
 

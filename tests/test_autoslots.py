@@ -124,7 +124,8 @@ def fake_trial(run, device):
     from types import SimpleNamespace
 
     return SimpleNamespace(run_id=run, device=device, stopping=False, exited=lambda: False,
-                           monitor=None, t_start=0.0, predicted_peak_mb=None)
+                           monitor=None, account=SimpleNamespace(t_start=0.0),
+                           predicted_peak_mb=None)
 
 
 def test_an_oom_lowers_the_devices_ceiling_and_records_say_who_ran_beside():

@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, program
 
 from gpusweep import cli, report
-from gpusweep.sweepdir import load_sweep_dir
+from gpusweep.records.reader import load_sweep_dir
 
 PLOTS = ("timeline.png", "concurrency.png", "peaks.png", "metric.png", "fit.png")
 

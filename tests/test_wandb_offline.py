@@ -220,3 +220,21 @@ def test_a_resumed_sweep_keeps_one_summary_run_with_a_stable_id(write_sweep, tmp
     assert summary.run_id == summary_id and summary.job_type == "sweep-summary"
     assert summary.exit_code == 0 and summary.summary["totals/finished"] == 1
     assert len(offline_runs(sweep_dir)) == 2  # the trial's run and the one summary run
+
+
+def test_a_trial_run_made_offline_is_recorded_when_the_sweep_disabled_wandb(
+        write_sweep, run_sweep, tmp_path):
+    """With WANDB_MODE=disabled for the sweep, a script that asks for an offline run itself
+    still writes one: memory.yaml says where, so ``sync`` finds it."""
+    script = tmp_path / "own_offline.py"
+    script.write_text("import wandb\nrun = wandb.init(mode='offline')\n"
+                      "wandb.log({'loss': 1.0})\nrun.finish()\n")
+    sweep_file = write_sweep({"name": "own-offline", "program": str(script), "method": "grid",
+                              "metric": {"name": "loss", "goal": "minimize"},
+                              "parameters": {"x": {"value": 1}}})
+    result = run_sweep(sweep_file, wandb_mode="disabled")
+    assert result.returncode == 0, result.proc.stderr
+    (row,) = result.sweep["trials"]
+    recorded = result.memory(row["run"])["wandb_run"]
+    assert recorded == {"id": row["run"], "dir": str(offline_runs(result.sweep_dir)[row["run"]])}
+    assert read_run(recorded["dir"]).history[0]["loss"] == 1.0

@@ -9,8 +9,13 @@ gpusweep at all (through the bootstrap ``sitecustomize`` the launcher puts on th
   orchestrator can get a stalled trial's stacks into its output.log before ending it;
 - leak profiles (``GPUSWEEP_PROFILE_LEAKS=1``): tracemalloc snapshots at two points (the
   first report past the warm-up, and the trial's end) and the lines that grew most, largest
-  growth first (seed 001's report sorted by ``abs()`` and hid its leak), written to
-  ``<trial-dir>/leaks.txt``.
+  growth first (sorting by ``abs()`` would put a shrinking cache above the leak), written to
+  ``<trial-dir>/leaks.txt``;
+- the trial's own memory (RSS, torch's CUDA peaks) and the numbers of a report, the same for
+  ``gpusweep.trial.report`` and for a ``wandb.log`` the bootstrap turns into a report.
+
+Its siblings: ``_gpusweep_contract`` (the names both sides agree on), ``_gpusweep_secrets``
+(masking) and ``_gpusweep_signals`` (SIGTERM inside the trial).
 """
 
 from __future__ import annotations
@@ -19,7 +24,16 @@ import os
 import signal
 import sys
 
+if __package__:  # gpusweep.bootstrap._gpusweep_child: the trial API, the orchestrator's tests
+    from gpusweep.bootstrap import _gpusweep_contract as contract
+else:  # top-level, beside the bootstrap on the trial's PYTHONPATH
+    import _gpusweep_contract as contract
+
 STACK_SIGNAL = signal.SIGUSR1
+# The wrappers the bootstrap puts on wandb keep the wrapped function under this attribute, so
+# the trial API (which writes its own events) logs to W&B without a second event.
+ORIGINAL_ATTR = "_gpusweep_original"
+_MB = 1024.0 * 1024.0
 # Loaded at every trial's start-up by the bootstrap: json, threading and time are imported
 # when first needed, not here.
 _state: dict = {"stack_pid": None, "baseline": None, "baseline_step": None, "lock": None,
@@ -27,8 +41,8 @@ _state: dict = {"stack_pid": None, "baseline": None, "baseline_step": None, "loc
 
 
 def append_event(event: dict) -> None:
-    """Append one event line to ``GPUSWEEP_EVENTS`` (flushed per line); no-op without it."""
-    path = os.environ.get("GPUSWEEP_EVENTS")
+    """Append one event line to the events file (flushed per line); no-op without it."""
+    path = os.environ.get(contract.EVENTS_ENV)
     if not path:
         return
     import json
@@ -48,7 +62,7 @@ def install_stack_dump() -> bool:
     Announced as a ``stackdump`` event with this pid: the orchestrator signals only processes
     that announced, since SIGUSR1's default action would kill the others.
     """
-    if not os.environ.get("GPUSWEEP_EVENTS") or _state["stack_pid"] == os.getpid():
+    if not os.environ.get(contract.EVENTS_ENV) or _state["stack_pid"] == os.getpid():
         return False
     try:
         import faulthandler
@@ -69,7 +83,7 @@ def install_stack_dump() -> bool:
 
 def _append_line(line: str) -> None:
     """One short line in one write (O_APPEND keeps concurrent writers' lines whole)."""
-    path = os.environ.get("GPUSWEEP_EVENTS")
+    path = os.environ.get(contract.EVENTS_ENV)
     if not path:
         return
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -80,7 +94,7 @@ def _append_line(line: str) -> None:
 
 
 def profiling_leaks() -> bool:
-    return os.environ.get("GPUSWEEP_PROFILE_LEAKS") == "1"
+    return os.environ.get(contract.PROFILE_LEAKS_ENV) == "1"
 
 
 def start_leak_profile() -> None:
@@ -110,7 +124,7 @@ def leak_checkpoint(report_index: int | None = None, warmup: int | None = None) 
     if not tracemalloc.is_tracing():
         return
     if warmup is None:
-        warmup = int(os.environ.get("GPUSWEEP_LEAK_WARMUP", "2"))
+        warmup = int(os.environ.get(contract.LEAK_WARMUP_ENV, contract.DEFAULT_LEAK_WARMUP))
     if report_index >= warmup:
         _state["baseline"] = _filtered(tracemalloc.take_snapshot())
         _state["baseline_step"] = report_index
@@ -131,7 +145,7 @@ def write_leak_report(top: int = 25) -> None:
     lines = [f"# tracemalloc: growth from report {_state['baseline_step']} to the trial's end,",
              "# top lines by size_diff (largest growth first)"]
     lines += [str(stat) for stat in stats[:top]]
-    _write_trial_file("leaks.txt", "\n".join(lines) + "\n")
+    _write_trial_file(contract.LEAKS_FILE, "\n".join(lines) + "\n")
 
 
 def _filtered(snapshot):  # noqa: ANN001, ANN202 - tracemalloc types, imported lazily
@@ -147,7 +161,7 @@ def _filtered(snapshot):  # noqa: ANN001, ANN202 - tracemalloc types, imported l
 
 
 def _write_trial_file(name: str, text: str) -> None:
-    directory = os.environ.get("GPUSWEEP_TRIAL_DIR")
+    directory = os.environ.get(contract.TRIAL_DIR_ENV)
     if not directory:
         return
     path = os.path.join(directory, name)
@@ -155,6 +169,94 @@ def _write_trial_file(name: str, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(tmp, path)
+
+
+# -- the trial's own memory and a report's numbers ---------------------------------------
+def own_memory(reset: bool = False) -> dict:
+    """RSS, and torch's CUDA peaks when torch is imported and CUDA initialised.
+
+    ``reset``: start the peaks again after reading them, so each report's peaks cover the
+    time since the previous report (a script reading ``torch.cuda.max_memory_allocated()``
+    itself then sees the same window). Never imports torch nor initialises CUDA. After a
+    sticky CUDA error the CUDA calls raise too: those figures are then left out (unknown).
+    """
+    memory: dict = {"rss_mb": rss_mb()}
+    torch = sys.modules.get("torch")
+    if torch is not None and cuda_initialised(torch):
+        try:
+            memory["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / _MB
+            memory["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / _MB
+            memory["torch_allocated_mb"] = torch.cuda.memory_allocated() / _MB
+            if reset:
+                torch.cuda.reset_peak_memory_stats()
+        except Exception:
+            pass
+    return memory
+
+
+def cuda_initialised(torch: object) -> bool:
+    """Whether this process has a CUDA context (asking creates none)."""
+    cuda = getattr(torch, "cuda", None)
+    return bool(cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized())
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory (``/proc/self/statm``; psutil where that is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
+    except (OSError, ValueError, IndexError):
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss / _MB
+        except Exception:
+            return None
+
+
+def memory_metrics(memory: dict) -> dict:
+    """The dashboard names of a report's memory figures (absent ones are left out)."""
+    names = {"torch_peak_allocated_mb": "memory/gpu_allocated_mb",
+             "torch_peak_reserved_mb": "memory/gpu_reserved_mb", "rss_mb": "memory/rss_mb"}
+    return {names[k]: round(v, 1) for k, v in memory.items()
+            if k in names and isinstance(v, (int, float))}
+
+
+def numeric_metrics(data: dict, prefix: str = "") -> dict:
+    """Finite numbers of a ``wandb.log`` dict (nested dicts flattened with dots); media,
+    tables, strings and the ``memory/*`` figures we added are left out."""
+    out: dict = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(numeric_metrics(value, f"{name}."))
+            continue
+        if name.startswith("memory/"):
+            continue
+        value = number(value)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def number(value: object) -> float | int | None:
+    """A plain number (a one-element tensor's or numpy value's via ``.item()``); None for
+    anything else: booleans, NaN, strings, arrays of more than one element."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if not isinstance(value, (int, float)):
+        item = getattr(value, "item", None)
+        if not callable(item) or getattr(value, "size", 1) not in (1, None):
+            return None
+        try:
+            value = item()
+        except Exception:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    return value
 
 
 def to_python(value: object) -> object:

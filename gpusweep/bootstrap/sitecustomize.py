@@ -36,12 +36,18 @@ if TYPE_CHECKING:  # no typing work at trial start-up
     from collections.abc import Callable
     from typing import Any
 
-EVENTS_ENV = "GPUSWEEP_EVENTS"
-ORIGINAL_ATTR = "_gpusweep_original"
-_MB = 1024.0 * 1024.0
+
+def _sibling(name: str) -> Any:
+    """A module of this directory: top-level inside a trial (the directory is first on its
+    ``PYTHONPATH``), from the ``gpusweep.bootstrap`` package where that imported us."""
+    return __import__(f"{__package__}.{name}" if __package__ else name, fromlist=["_"])
+
+
+_child = _sibling("_gpusweep_child")  # the runtime shared with gpusweep.trial
+contract = _sibling("_gpusweep_contract")  # the names the orchestrator agrees on
+EVENTS_ENV = contract.EVENTS_ENV
+ORIGINAL_ATTR = _child.ORIGINAL_ATTR
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# Mirrors gpusweep.redact (this file may not import gpusweep): names that hold secrets.
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 
 
 def install() -> None:
@@ -62,10 +68,8 @@ def install_diagnostics() -> None:
     """Stack dumps on SIGUSR1 and, when asked, tracemalloc: for any Python trial."""
     if not os.environ.get(EVENTS_ENV):
         return
-    import _gpusweep_child  # our sibling in this directory
-
-    _gpusweep_child.install_stack_dump()
-    _gpusweep_child.start_leak_profile()
+    _child.install_stack_dump()
+    _child.start_leak_profile()
 
 
 # -- the sitecustomize we shadow ---------------------------------------------------------
@@ -173,40 +177,14 @@ def exit_on_sigterm() -> None:
     wandb finishes its run at exit with that exit code; killed outright, the run's data is
     lost (wandb's service leaves with its parent without writing it). Only where SIGTERM
     still has its default action and only in the main thread: a script's own handler wins."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _sigterm_exit)
+    _sibling("_gpusweep_signals").on_sigterm(_sigterm_exit, unless_handled=True)
 
 
-def _sigterm_exit(signum: int, frame: object) -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the unwinding finish
-    mark_preempting_if_asked()
+def _sigterm_exit(signum: int) -> None:
     # Through sys.exit, not a bare SystemExit: wandb's exit hook replaces sys.exit to learn
     # the exit code (wandb/sdk/lib/exit_hooks.py); raised directly, the run ends with 0 and
     # a stopped run looks finished in W&B.
     sys.exit(128 + signum)
-
-
-def mark_preempting_if_asked() -> None:
-    """Before a preempted trial exits (the orchestrator left ``<trial-dir>/preempt``), mark
-    its W&B run preempting, so the server hands the run out again."""
-    directory = os.environ.get("GPUSWEEP_TRIAL_DIR")
-    wandb = sys.modules.get("wandb")
-    if not directory or wandb is None or not os.path.exists(os.path.join(directory,
-                                                                         "preempt")):
-        return
-    try:
-        run = wandb.run
-        if run is not None:
-            run.mark_preempting()
-    except Exception:
-        pass
 
 
 def _wrap_mark_preempting(original: Callable) -> Callable:
@@ -232,12 +210,19 @@ def _report_run(run: Any) -> None:
                   "dir": os.path.dirname(os.path.abspath(run_dir))})
 
 
-def _write_event(event: dict) -> None:
-    if not os.environ.get(EVENTS_ENV):
-        return
-    import _gpusweep_child
+def _disabled(run: Any) -> bool:
+    """Whether ``run`` writes nothing (W&B's disabled mode). The run says so itself
+    (``Run.disabled``): the program may have asked ``wandb.init(mode="offline")`` while the
+    sweep ran with ``WANDB_MODE=disabled``, and that run is written all the same."""
+    disabled = getattr(run, "disabled", None)
+    if isinstance(disabled, bool):
+        return disabled
+    return os.environ.get("WANDB_MODE") == "disabled"
 
-    _gpusweep_child.append_event(event)
+
+def _write_event(event: dict) -> None:
+    if os.environ.get(EVENTS_ENV):
+        _child.append_event(event)
 
 
 def _wrap_log(original: Callable) -> Callable:
@@ -248,10 +233,11 @@ def _wrap_log(original: Callable) -> Callable:
         try:
             # Reset the peaks only for a row that becomes a report event, so the records
             # (max over events) never miss a window.
-            memory = own_memory(reset=bool(os.environ.get(EVENTS_ENV))
-                                and isinstance(data, dict) and bool(numeric_metrics(data)))
+            memory = _child.own_memory(
+                reset=bool(os.environ.get(EVENTS_ENV)) and isinstance(data, dict)
+                and bool(_child.numeric_metrics(data)))
             if isinstance(data, dict):
-                data = {**memory_metrics(memory), **data}
+                data = {**_child.memory_metrics(memory), **data}
         except Exception:
             pass
         result = original(self, data, step, commit, *args, **kwargs)
@@ -271,7 +257,7 @@ def _wrap_init(original: Callable) -> Callable:
     def init(*args: Any, **kwargs: Any) -> Any:
         saved = sys.argv
         try:
-            sys.argv = redacted(saved)
+            sys.argv = _sibling("_gpusweep_secrets").redacted(saved)
         except Exception:
             saved = None
         try:
@@ -280,7 +266,7 @@ def _wrap_init(original: Callable) -> Callable:
             if saved is not None:
                 sys.argv = saved
         try:
-            if os.environ.get("WANDB_MODE") != "disabled":
+            if not _disabled(run):
                 _report_run(run)
         except Exception:
             pass
@@ -294,108 +280,16 @@ def _wrap_init(original: Callable) -> Callable:
 
 # -- the event ---------------------------------------------------------------------------
 def report(data: object, step: object, memory: dict | None) -> None:
-    """Append one report event (numeric metrics only) to ``GPUSWEEP_EVENTS``."""
-    path = os.environ.get(EVENTS_ENV)
-    metrics = numeric_metrics(data) if isinstance(data, dict) else {}
-    if not path or not metrics:
+    """Append one report event (numeric metrics only) to the trial's events file."""
+    metrics = _child.numeric_metrics(data) if isinstance(data, dict) else {}
+    if not os.environ.get(EVENTS_ENV) or not metrics:
         return
-    import json
     import time
 
-    event = {"kind": "report", "t": time.time(), "step": _number(step), "metrics": metrics,
-             "memory": memory if memory is not None else own_memory()}
-    try:
-        import _gpusweep_child
-    except ImportError:  # this file copied alone somewhere: write the line ourselves
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(event) + "\n")
-        return
-    _gpusweep_child.append_event(event)
-    _gpusweep_child.leak_checkpoint()
-
-
-def numeric_metrics(data: dict, prefix: str = "") -> dict:
-    """Finite numbers of a ``wandb.log`` dict (nested dicts flattened with dots); media,
-    tables, strings and the ``memory/*`` figures we added are left out."""
-    out: dict = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(numeric_metrics(value, f"{name}."))
-            continue
-        if name.startswith("memory/"):
-            continue
-        number = _number(value)
-        if number is not None:
-            out[name] = number
-    return out
-
-
-def _number(value: object) -> float | int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if not isinstance(value, (int, float)):
-        item = getattr(value, "item", None)
-        if not callable(item) or getattr(value, "size", 1) not in (1, None):
-            return None
-        try:
-            value = item()
-        except Exception:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-    if isinstance(value, float) and value != value:  # NaN
-        return None
-    return value
-
-
-def own_memory(reset: bool = False) -> dict:
-    """RSS, and torch's CUDA peaks when torch is imported and CUDA initialised.
-
-    ``reset``: start the peaks again after reading them, so each report's peaks cover the
-    time since the previous report, as with the trial API (a script reading
-    ``torch.cuda.max_memory_allocated()`` itself then sees the same window). Never imports
-    torch nor initialises CUDA.
-    """
-    memory: dict = {"rss_mb": _rss_mb()}
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None)
-    if cuda is not None and hasattr(cuda, "is_initialized") and cuda.is_initialized():
-        memory["torch_peak_allocated_mb"] = cuda.max_memory_allocated() / _MB
-        memory["torch_peak_reserved_mb"] = cuda.max_memory_reserved() / _MB
-        memory["torch_allocated_mb"] = cuda.memory_allocated() / _MB
-        if reset:
-            cuda.reset_peak_memory_stats()
-    return memory
-
-
-def memory_metrics(memory: dict) -> dict:
-    """The dashboard names of a report's memory figures (absent ones are left out)."""
-    names = {"torch_peak_allocated_mb": "memory/gpu_allocated_mb",
-             "torch_peak_reserved_mb": "memory/gpu_reserved_mb", "rss_mb": "memory/rss_mb"}
-    return {names[k]: round(v, 1) for k, v in memory.items()
-            if k in names and isinstance(v, (int, float))}
-
-
-def _rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / _MB
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def redacted(argv: list) -> list:
-    """``argv`` with the values of secret-named environment variables masked."""
-    secrets = sorted({v for k, v in os.environ.items()
-                      if len(v) >= 4 and any(w in k.upper() for w in _SECRET_WORDS)},
-                     key=len, reverse=True)
-    out = []
-    for arg in argv:
-        for secret in secrets:
-            arg = arg.replace(secret, "***")
-        out.append(arg)
-    return out
+    event = {"kind": "report", "t": time.time(), "step": _child.number(step),
+             "metrics": metrics, "memory": memory if memory is not None else _child.own_memory()}
+    _child.append_event(event)
+    _child.leak_checkpoint()
 
 
 if __name__ == "sitecustomize":
