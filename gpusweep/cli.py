@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be at least 1")
+    if isinstance(args.slots, int) and args.slots < 1:
+        parser.error("--slots must be at least 1")
     if args.project is not None and project_problem(args.project):
         parser.error(f"--project {args.project!r}: {project_problem(args.project)}")
     if not args.sweep_config and not args.resume and not args.sweep_id:
@@ -95,15 +97,13 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
 
 
 def _slots(text: str) -> int | str:
-    """``--slots``: a count of at least 1, or ``auto``."""
+    """``--slots``: a count (checked to be at least 1 after parsing), or ``auto``."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError("must be at least 1 (or auto)")
     return count
 
 

@@ -114,7 +114,7 @@ def test_a_bad_command_line_is_one_line():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "tools/sweep.py: error: argument --slots: must be at least 1 (or auto) (see --help)"]
+        "tools/sweep.py: error: --slots must be at least 1 (see --help)"]
     proc = subprocess.run([sys.executable, "tools/sweep.py", "--slots", "many"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
