@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args.mode, args.mb)
         return 0
 
-    from gpusweep.device import default_device
+    from gpusweep.visible import default_device
     from gpusweep.errors import BadInput
 
     try:

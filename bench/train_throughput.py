@@ -27,7 +27,7 @@ class UtilSampler:
     """The GPU's busy % every 100 ms while training runs (NVML, through gpusweep.device)."""
 
     def __init__(self) -> None:
-        from gpusweep.device import default_device
+        from gpusweep.visible import default_device
 
         self.device = default_device()
         self.values: list[float] = []
