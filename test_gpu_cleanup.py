@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         child(args.mode, args.mb)
         return 0
 
-    from gpusweep.visible import default_device
     from gpusweep.errors import BadInput
+    from gpusweep.visible import default_device
 
     try:
         device = default_device()

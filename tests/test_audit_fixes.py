@@ -16,7 +16,7 @@ from gpusweep.controller import Controller, RunView
 from gpusweep.display import QuietDisplay
 from gpusweep.errors import BadInput
 from gpusweep.events import TrialEvents
-from gpusweep.guards import cgroup_room_mb
+from gpusweep.hostmemory import cgroup_room_mb
 from gpusweep.runner import SweepOptions, SweepRunner
 from gpusweep.slots import choose_devices
 
