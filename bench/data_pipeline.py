@@ -55,12 +55,12 @@ def phase_loader(cache_dir: str, tickers: int, days: int, workers: int) -> dict:
     import torch
 
     from stockpred.cache import WindowDataset, load_or_build, make_loader
-    from stockpred.split import make_split
+    from stockpred.walkforward import train_val_split
 
     torch.set_num_threads(1)
     config = config_for(cache_dir, tickers, days)
     cache, _ = load_or_build(config, log=lambda _: None)
-    split = make_split(cache, config, warn=lambda _: None)
+    split = train_val_split(cache, config, warn=lambda _: None)
     loader = make_loader(WindowDataset(cache, split.train), config.train.batch_size, True,
                          workers, seed=0)
     me = psutil.Process()
