@@ -1,8 +1,9 @@
 """The memory model: predict a trial's peak memory from its params, before it runs.
 
-Seed 003's sweep died because nobody knew how much memory a trial would take. Memory of a
-training run is close to a product of powers of its size params (activations ~ batch x
-hidden x layers x window), so the model is a power law fitted by least squares on logs::
+A sweep cannot keep a trial that will not fit off a GPU unless it knows how much memory the
+trial will take (README, "Background: the incident"). Memory of a training run is close to a
+product of powers of its size params (activations ~ batch x hidden x layers x window), so the
+model is a power law fitted by least squares on logs::
 
     log peak_mb = b0 + sum_i b_i * log x_i        i.e.   peak_mb = e^b0 * prod x_i^b_i
 

@@ -3,9 +3,9 @@
 Every cleaning step is counted and reported, never silent. A file that cannot be used raises
 :class:`DataError` naming the file and the row (the line number in the file, header = 1), which
 ``tools/train.py`` turns into one line and exit 2. Unadjusted stock splits poison features
-scaled to the previous close (seed 001), so :func:`detect_splits` finds overnight jumps close to
-a split ratio that the day's own trading range does not bridge, and :func:`adjust_splits`
-back-adjusts them.
+scaled to the previous close (a 2:1 split looks like a -50% day), so :func:`detect_splits`
+finds overnight jumps close to a split ratio that the day's own trading range does not bridge,
+and :func:`adjust_splits` back-adjusts them.
 
 Its command line (``python -m stockpred.data inspect DIR``) is :mod:`stockpred.datacli`; the
 optional downloader is :mod:`stockpred.download`.

@@ -7,9 +7,9 @@ last input row) and its target looks to t + horizon; it is kept only when
 horizon + window, the gap between a training target's last day and the first validation
 input day is at least ``window`` rows: no window, input or target, overlaps the other side.
 
-Shuffle (seed 001's random.shuffle) puts neighbouring, overlapping windows of the same days on
-both sides, so validation scores what the model memorised; it exists only to measure by how
-much it flatters and always warns.
+Shuffle (``random.shuffle`` over the windows) puts neighbouring, overlapping windows of the
+same days on both sides, so validation scores what the model memorised; it exists only to
+measure by how much it flatters and always warns.
 """
 
 from __future__ import annotations

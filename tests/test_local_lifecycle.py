@@ -13,9 +13,9 @@ from conftest import ROOT, journal_tokens, processes_with_token, program
 pytestmark = pytest.mark.slow
 
 
-def test_seed_003s_command_line_is_accepted():
+def test_the_incidents_command_line_is_accepted():
     """``python tools/sweep.py --config_file configs/... --sweep-config sweeps/sweep_full.yaml``
-    (the incident report's own command): every trial gets that config file."""
+    (the incident's own command: README, "Background"): every trial gets that config file."""
     proc = subprocess.run([sys.executable, "tools/sweep.py", "--config_file",
                            "configs/test_memory.yml", "--sweep-config",
                            "sweeps/sweep_full.yaml", "--dry-run"], cwd=ROOT,

@@ -164,7 +164,7 @@ def test_binary_and_directory_named_csv_are_one_data_error(tmp_path):
 
 def test_split_detection_finds_a_planted_split(tmp_path):
     (_, frame), = synthetic_market(1, 400, seed=3, signal=0.0)
-    assert detect_splits(frame) == []  # seed 3's single ticker has no split of its own
+    assert detect_splits(frame) == []  # this ticker has no split of its own
     day = 250
     planted = frame.copy()
     planted.loc[day:, ["open", "high", "low", "close"]] /= 2.0

@@ -93,7 +93,7 @@ def test_fixed_mode_sleeps_like_the_incident_fix():
 
 
 def test_fixed_wait_is_flat_unless_a_large_wait_is_set():
-    # Seed 003's fix as it shipped: 5 s whatever the trial used.
+    # The incident's fix as it shipped (README, "Background"): 5 s whatever the trial used.
     assert fixed_wait_s(WaitConfig(), 8000.0) == 5.0
     # Its proposed refinement: longer only past the threshold (strictly above it).
     config = WaitConfig(fixed_s=5.0, fixed_large_s=10.0, fixed_large_above_mb=1000.0)
