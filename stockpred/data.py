@@ -235,7 +235,10 @@ def common_columns(tickers: list[Ticker]) -> set[str]:
     return {c for c in OPTIONAL if all(c in t.frame for t in tickers)}
 
 
-if __name__ == "__main__":  # ``python -m stockpred.data``, as documented: the CLI's old home
+# ``python -m stockpred.data``, the documented command, runs the CLI. Only then: this file is
+# ``__main__`` there, and datacli imports ``stockpred.data`` as another module, never this one,
+# so no import cycle forms (a static reading, farm-studio's, still draws one).
+if __name__ == "__main__":
     from stockpred.datacli import main
 
     sys.exit(main())
