@@ -27,7 +27,7 @@ from bench.common import emit, median  # noqa: E402
 from gpusweep import cgroup, containment  # noqa: E402
 from gpusweep.cleanup import end_tree  # noqa: E402
 from gpusweep.isolation import IsolationConfig, StopConfig  # noqa: E402
-from gpusweep.launcher import TrialPaths  # noqa: E402
+from gpusweep.records.layout import TrialPaths  # noqa: E402
 
 GRACE_S = 5.0
 

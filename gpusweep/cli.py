@@ -123,10 +123,10 @@ def _load_spec(args: argparse.Namespace) -> SweepSpec:
 
 def _resume_config_file(args: argparse.Namespace) -> None:
     """A resumed sweep keeps the ``--config_file`` it was started with."""
-    from gpusweep.sweepdir import read_yaml
+    from gpusweep.records.reader import read_header
 
-    header = (read_yaml(os.path.join(args.log_dir, args.resume, "sweep.yaml")) or {})
-    stored = (header.get("sweep") or {}).get("config_file")
+    header = read_header(os.path.join(args.log_dir, args.resume))
+    stored = header.config_file if header is not None else None
     given = preflight.config_file(args.config_file)
     if given and stored and given != stored:
         raise BadInput(args.config_file, "--resume", f"sweep {args.resume} was started with "

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from gpusweep.agent_channel import POLL_INTERVAL_S, AgentChannel
 from gpusweep.config import SweepSpec
 from gpusweep.errors import EXIT_BAD_INPUT, EXIT_SWEEP_GONE, SweepAborted
-from gpusweep.records import TrialRecord
+from gpusweep.records import TrialOrigin, TrialRecord
+from gpusweep.records.layout import SweepLayout
 from gpusweep.server_stop import server_stop_reason
 from gpusweep.source import Pending, Session
 from gpusweep.status import StopReason
@@ -165,7 +166,7 @@ class CloudSource:
         if kind in ("run", "resume") and isinstance(run_id, str):
             args = command.get("args") or {}
             params = {k: v.get("value") if isinstance(v, dict) else v for k, v in args.items()}
-            self.queues[index].append(Pending(params, kind, run_id=run_id))
+            self.queues[index].append(Pending(params, TrialOrigin(kind), run_id=run_id))
             self.channels[index].hold(run_id)
         elif kind == "stop" and isinstance(run_id, str):
             queued = [p for p in self.queues[index] if p.run_id == run_id]
@@ -216,4 +217,4 @@ def trial_wandb_mode(environ: dict[str, str]) -> tuple[str, str | None]:
 
 
 def journal_exists(log_dir: str, sweep_id: str) -> bool:
-    return os.path.exists(os.path.join(log_dir, sweep_id, "journal.jsonl"))
+    return os.path.exists(SweepLayout.of(log_dir, sweep_id).journal)

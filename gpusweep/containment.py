@@ -22,7 +22,7 @@ from gpusweep import cgroup, launcher
 from gpusweep.cgroup import Containment, TrialCgroup
 from gpusweep.cleanup import EndResult, ProcessKey, end_tree
 from gpusweep.isolation import IsolationConfig
-from gpusweep.launcher import TrialPaths
+from gpusweep.records.layout import TrialPaths
 from gpusweep.trialprocess import TrialProcess
 
 

@@ -14,54 +14,13 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gpusweep.device import Device
 from gpusweep.macros import command_args, expand_envvars
+from gpusweep.records.layout import TrialPaths
 from gpusweep.trialprocess import TrialProcess
 from gpusweep.wandb_env import add_trial_wandb_env
-
-
-@dataclass(frozen=True)
-class TrialPaths:
-    """Where one trial's files live: ``<sweep-dir>/<run-id>/``."""
-
-    sweep_dir: str
-    run_id: str
-
-    @property
-    def dir(self) -> str:
-        return os.path.join(self.sweep_dir, self.run_id)
-
-    @property
-    def output_log(self) -> str:
-        return os.path.join(self.dir, "output.log")
-
-    @property
-    def events(self) -> str:
-        return os.path.join(self.dir, "events.jsonl")
-
-    @property
-    def memory_yaml(self) -> str:
-        return os.path.join(self.dir, "memory.yaml")
-
-    @property
-    def memory_csv(self) -> str:
-        return os.path.join(self.dir, "memory.csv")
-
-    @property
-    def param_file(self) -> str:
-        return os.path.join(self.dir, "config.yaml")
-
-    @property
-    def args_json_file(self) -> str:
-        return os.path.join(self.dir, "args.json")
-
-    @property
-    def preempt_marker(self) -> str:
-        """Written before a preempted trial gets its SIGTERM (the bootstrap reads it)."""
-        return os.path.join(self.dir, "preempt")
 
 
 def build_argv(

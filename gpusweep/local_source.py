@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller
 from gpusweep.oom import backoff_params, retry_depth
-from gpusweep.records import TrialRecord
+from gpusweep.records import TrialOrigin, TrialRecord
 from gpusweep.source import Pending, Session
 from gpusweep.status import StopReason, TrialStatus
 
@@ -42,14 +42,14 @@ class LocalSource:
         retried = {r.retry_of for r in runner.records if r.retry_of}
         origins, rerun = runner.recorder.origins, runner.recorder.rerun_of
         for record in orphans:
-            if origins.get(record.run) != "rerun":  # run it again, in place of this record
-                self.pending.append(Pending(record.params, "rerun", record.retry_of,
+            if origins.get(record.run) is not TrialOrigin.RERUN:  # again, in its record's place
+                self.pending.append(Pending(record.params, TrialOrigin.RERUN, record.retry_of,
                                             rerun_of=record.run))
                 runner.rerun_records += 1
         for record in runner.records:
             if record.status is TrialStatus.PREEMPTED and record.run not in rerun \
-                    and origins.get(record.run) != "rerun":
-                self.pending.append(Pending(record.params, "rerun", record.retry_of,
+                    and origins.get(record.run) is not TrialOrigin.RERUN:
+                self.pending.append(Pending(record.params, TrialOrigin.RERUN, record.retry_of,
                                             rerun_of=record.run))
                 runner.rerun_records += 1
             elif record.status is TrialStatus.OOM and record.run not in retried:
@@ -113,4 +113,4 @@ class LocalSource:
             return
         params = backoff_params(record.params, config)
         if params is not None:
-            self.pending.insert(0, Pending(params, "oom-retry", record.run))
+            self.pending.insert(0, Pending(params, TrialOrigin.OOM_RETRY, record.run))

@@ -10,11 +10,12 @@ import fcntl
 import os
 
 from gpusweep.errors import BadInput
+from gpusweep.records.layout import SweepLayout
 
 
 class SweepLock:
     def __init__(self, sweep_dir: str) -> None:
-        self.path = os.path.join(sweep_dir, "lock")
+        self.path = SweepLayout(sweep_dir).lock
         self._fd: int | None = None
 
     def acquire(self) -> None:

@@ -5,7 +5,7 @@ what ``${args}`` turns into ``--train.batch_size=64``), else nested ``{train: {b
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MISSING = object()
@@ -42,3 +42,23 @@ def replace(params: Mapping[str, Any], name: str, value: Any) -> dict[str, Any]:
     inner = copy.get(head)
     copy[head] = replace(inner if isinstance(inner, Mapping) else {}, rest, value)
     return copy
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted names: ``{model: {hidden: 8}}`` -> ``{model.hidden: 8}``."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def varied_params(flat: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Param names whose value differs between trials, in first-seen order."""
+    names: list[str] = []
+    for params in flat:
+        names += [k for k in params if k not in names]
+    return [k for k in names if len({repr(p.get(k)) for p in flat}) > 1]

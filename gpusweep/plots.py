@@ -18,13 +18,13 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from gpusweep import memfit
+from gpusweep.params import flatten, varied_params
 from gpusweep.status import TrialStatus
-from gpusweep.sweepdir import flatten, varied_params
 
 if TYPE_CHECKING:
     from gpusweep.memfit import Fit
     from gpusweep.records import TrialRecord
-    from gpusweep.sweepdir import SweepData
+    from gpusweep.records.reader import SweepData
 
 DPI = 110
 _COLORS = {  # one distinct colour per status (a test checks that none is missing)

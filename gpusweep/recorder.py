@@ -1,30 +1,41 @@
-"""The sweep directory: its config copy, journal, one memory.yaml per trial, and sweep.yaml.
+"""The session's records: the ended trials so far, what the engine sees of them, and the
+journal replayed after a restart.
 
 Every way of running trials (the local engine loop, W&B cloud sweeps) records through this
-one object, so the records look the same whoever proposed the params.
+one object, so the records look the same whoever proposed the params; the files themselves
+are written by :mod:`gpusweep.records.writer` and read back by :mod:`gpusweep.records.reader`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
-import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpusweep import records as rec
-from gpusweep.atomic import write_yaml
+from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.config import SweepSpec
 from gpusweep.containment import end_orphan
 from gpusweep.controller import RunView
-from gpusweep.errors import EXIT_RECORDS, BadInput, SweepAborted
-from gpusweep.journal import Journal
-from gpusweep.records import CleanupRecord, SweepHeader, TrialRecord
+from gpusweep.records.journal import StartEntry
+from gpusweep.records.layout import SweepLayout
+from gpusweep.records.model import (
+    CleanupRecord,
+    SweepHeader,
+    SweepState,
+    TrialOrigin,
+    TrialRecord,
+)
+from gpusweep.records.reader import read_header, read_journal
+from gpusweep.records.writer import SweepWriter
 from gpusweep.status import ENGINE_STATE, TrialStatus
-from gpusweep.sweepdir import read_yaml
-from gpusweep.trialrun import RunningTrial, iso_from_unix, now_iso
+from gpusweep.trialrun import cleanup_verdict, iso_from_unix, now_iso
+
+if TYPE_CHECKING:
+    from gpusweep.trialrun import RunningTrial
+
+NOT_WAITED = ("not measured: no process of it was left at --resume, so no GPU wait ran "
+              "for it")
 
 
 class SweepRecorder:
@@ -36,14 +47,13 @@ class SweepRecorder:
         self.log_dir = log_dir
         self.sweep_id = sweep_id
         self.spec = spec
-        # Absolute: the trials get these paths in their environment and may chdir.
-        self.dir = os.path.abspath(os.path.join(log_dir, sweep_id))
-        self.journal = Journal(os.path.join(self.dir, "journal.jsonl"))
+        self.layout = SweepLayout.of(log_dir, sweep_id)
+        self.dir = self.layout.dir
+        self.writer = SweepWriter(self.layout)
         self.records: list[TrialRecord] = []
         self.reruns_started = 0  # re-runs of trials our death killed, read back by restore
-        self.origins: dict[str, str | None] = {}  # run -> where its params came from
+        self.origins: dict[str, TrialOrigin | None] = {}  # run -> where its params came from
         self.rerun_of: set[str] = set()  # trials already run again after a restart
-        self._rows: list[str] = []  # sweep.yaml rows already rendered, one per record
         self.histories: dict[str, list[dict[str, Any]]] = {}
         self.header = SweepHeader(
             id=sweep_id, name=spec.name, config=spec.raw, method=spec.method,
@@ -53,19 +63,7 @@ class SweepRecorder:
 
     def prepare(self, resume: bool) -> None:
         """Create the sweep dir (or check the resumed one) and prove it is writable."""
-        if resume and not os.path.isdir(self.dir):
-            raise BadInput(self.dir, "--resume", "no such sweep directory")
-        try:
-            os.makedirs(self.dir, exist_ok=True)
-            probe = os.path.join(self.dir, ".write-test")
-            with open(probe, "w", encoding="utf-8") as handle:
-                handle.write("ok")
-            os.unlink(probe)
-        except OSError as exc:
-            raise BadInput(self.log_dir, "--log-dir",
-                           f"not writable: {exc.strerror or exc}") from None
-        if not resume:
-            write_yaml(os.path.join(self.dir, "config.yaml"), self.spec.raw)
+        self.writer.prepare(resume, self.spec.raw, self.log_dir)
 
     def views(self) -> list[RunView]:
         """The engine's view of every ended trial.
@@ -78,98 +76,89 @@ class SweepRecorder:
                         ENGINE_STATE[r.status], self.histories.get(r.run, []))
                 for r in self.records]
 
-    def trial_started(self, trial: RunningTrial, origin: str | None = None,
+    def trial_started(self, trial: RunningTrial, origin: TrialOrigin | None = None,
                       rerun_of: str | None = None) -> None:
-        with self._writing():
-            os.makedirs(trial.paths.dir, exist_ok=True)
-            entry = {"event": "start", "run": trial.run_id, "params": trial.params,
-                     "token": trial.token, "t": time.time(), "origin": origin,
-                     "retry_of": trial.retry_of}
-            if rerun_of:
-                entry["rerun_of"] = rerun_of
-            self.journal.append(entry)
+        self.writer.started(StartEntry(
+            run=trial.run_id, params=trial.params, token=trial.token, t=time.time(),
+            origin=origin, retry_of=trial.retry_of, rerun_of=rerun_of))
 
     def trial_running(self, trial: RunningTrial) -> None:
-        with self._writing():
-            self.journal.append({"event": "pid", "run": trial.run_id, "pgid": trial.pid})
+        self.writer.running(trial.run_id, trial.pid)
 
     def trial_ended(self, record: TrialRecord, history: list[dict[str, Any]]) -> None:
         """The journal's end line (what resume trusts), memory.yaml, then sweep.yaml."""
         self.records.append(record)
         self.histories[record.run] = list(history)
-        with self._writing():
-            self.journal.append({"event": "end", "run": record.run,
-                                 "record": record.to_dict(),
-                                 "history": self.histories[record.run]})
-            self._write_memory_yaml(record)
-        self.write_sweep("running")
+        self.writer.ended(record, self.histories[record.run])
+        self.write_sweep(SweepState.RUNNING)
 
-    def _write_memory_yaml(self, record: TrialRecord) -> None:
-        trial_dir = os.path.join(self.dir, record.run)
-        os.makedirs(trial_dir, exist_ok=True)
-        rec.write_trial(os.path.join(trial_dir, "memory.yaml"), record)
-
-    def close_orphan(self, entry: dict[str, Any], grace_s: float) -> tuple[TrialRecord, set[int]]:
-        """A trial that was running when the orchestrator died: end whatever carries its token
-        or is still in its cgroup (never its old process group alone: after a reboot that
-        number may be anyone's), record it ``killed``; returns the record and the pids that
-        were ended. Its launcher has normally ended its tree already."""
-        ended = end_orphan(f"{self.sweep_id}-{entry['run']}", entry.get("token"), grace_s)
+    def end_orphan(self, entry: StartEntry, grace_s: float) -> EndResult:
+        """A trial that was running when the orchestrator died: end whatever carries its
+        token or is still in its cgroup (never its old process group alone: after a reboot
+        that number may be anyone's). Its launcher has normally ended its tree already."""
+        ended = end_orphan(f"{self.sweep_id}-{entry.run}", entry.token, grace_s)
         gc.collect()
-        started = entry.get("t")
+        return ended
+
+    def orphan_ended(self, entry: StartEntry, ended: EndResult,
+                     waits: list[WaitResult]) -> TrialRecord:
+        """Record an orphan ``killed``, with the GPU waits that followed its end (none: its
+        cleanup is unknown, never clean)."""
+        started = entry.t
         record = TrialRecord(
-            run=entry["run"], params=entry.get("params") or {}, status=TrialStatus.KILLED,
+            run=entry.run, params=entry.params, status=TrialStatus.KILLED,
             exit_code=None, signal=None,
             started="" if started is None else iso_from_unix(started),
-            ended=now_iso(), duration_s=0.0, retry_of=entry.get("retry_of"),
-            cleanup=CleanupRecord(processes_killed=ended.processes_killed,
-                                  escapees_killed=ended.escapees_killed,
-                                  wait_s=0.0, clean=not ended.leftover),
+            ended=now_iso(), duration_s=0.0, retry_of=entry.retry_of,
+            cleanup=orphan_cleanup(ended, waits),
             error="the orchestrator stopped while this trial ran; re-run under a new id")
         self.trial_ended(record, [])
-        return record, set(ended.ended_pids)
+        return record
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """A record that cannot be written (disk full, dir removed) stops the sweep cleanly;
-        what was written before stays valid, since every write is atomic."""
-        try:
-            yield
-        except OSError as exc:
-            raise SweepAborted(f"error: cannot write the sweep's records in {self.dir}: "
-                               f"{exc.strerror or exc}; sweep stopped", EXIT_RECORDS) from None
-
-    def restore(self) -> list[dict[str, Any]]:
-        """Load ended trials from the journal; return the start entries that never ended."""
-        previous = read_yaml(os.path.join(self.dir, "sweep.yaml")) or {}
-        first_start = (previous.get("sweep") or {}).get("started")
+    def restore(self) -> list[StartEntry]:
+        """Load ended trials from the journal; return the starts that never ended."""
+        previous = read_header(self.dir)
+        first_start = previous.started if previous is not None else None
         if first_start:  # the sweep started then, not at this resume
             self.header = dataclasses.replace(self.header, started=first_start)
-        started: dict[str, dict[str, Any]] = {}
-        for entry in self.journal.read():
-            run = entry.get("run")
-            if entry["event"] == "start":
-                started[run] = dict(entry)
-                self.reruns_started += entry.get("origin") == "rerun"
-                self.origins[run] = entry.get("origin")
-                if entry.get("rerun_of"):
-                    self.rerun_of.add(entry["rerun_of"])
-            elif entry["event"] == "pid" and run in started:
-                started[run]["pgid"] = entry.get("pgid")
-            elif entry["event"] == "end" and isinstance(entry.get("record"), dict):
-                started.pop(run, None)
-                record = TrialRecord.from_dict(entry["record"])
-                self.records.append(record)
-                self.histories[run] = entry.get("history") or []
-                if not os.path.exists(os.path.join(self.dir, run, "memory.yaml")):
-                    with self._writing():  # killed between the journal and memory.yaml
-                        self._write_memory_yaml(record)
-        return list(started.values())
+        journal = read_journal(self.dir)
+        for start in journal.starts:
+            self.reruns_started += start.origin is TrialOrigin.RERUN
+            self.origins[start.run] = start.origin
+            if start.rerun_of:
+                self.rerun_of.add(start.rerun_of)
+        for end in journal.ends:
+            self.records.append(end.record)
+            self.histories[end.record.run] = end.history
+            self.writer.memory_yaml_if_missing(end.record)  # killed between the two
+        return journal.unended
 
-    def write_sweep(self, state: str, wall_s: float | None = None) -> None:
-        ended = None if state == "running" else now_iso()
+    def write_sweep(self, state: SweepState, wall_s: float | None = None) -> None:
+        ended = None if state is SweepState.RUNNING else now_iso()
         self.header = dataclasses.replace(self.header, state=state, ended=ended,
                                           wall_s=None if wall_s is None else round(wall_s, 3))
-        with self._writing():
-            rec.write_sweep(os.path.join(self.dir, "sweep.yaml"), self.header, self.records,
-                            self.spec.metric, self._rows)
+        self.writer.sweep_yaml(self.header, self.records, self.spec.metric)
+
+
+def orphan_cleanup(ended: EndResult, waits: list[WaitResult]) -> CleanupRecord:
+    """An orphan's ``cleanup``: a process that survived SIGKILL is dirty; else the verdict of
+    the GPU waits after the orphans were ended (one per device), null where none ran or
+    where they disagree (the journal does not say which GPU the trial had)."""
+    clean, reason = combined_wait(waits)
+    clean, reason = cleanup_verdict(WaitResult(0.0, clean, None, None, (), reason), [ended])
+    return CleanupRecord(processes_killed=ended.processes_killed,
+                         escapees_killed=ended.escapees_killed,
+                         wait_s=round(sum(w.wait_s for w in waits), 3), clean=clean,
+                         reason=reason)
+
+
+def combined_wait(waits: list[WaitResult]) -> tuple[bool | None, str | None]:
+    """One verdict from the waits of every device: theirs where they agree, else None."""
+    if not waits:
+        return None, NOT_WAITED
+    verdicts = {w.clean for w in waits}
+    reasons = "; ".join(dict.fromkeys(w.reason for w in waits if w.reason)) or None
+    if len(verdicts) == 1:
+        return verdicts.pop(), reasons
+    return None, ("unknown: the GPUs' waits disagree and the journal does not say which GPU "
+                  f"it ran on ({reasons or 'no reason given'})")

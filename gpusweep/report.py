@@ -1,9 +1,9 @@
 """The sweep report: ``python tools/sweep.py report <log-dir>/<sweep-id>``.
 
-Reads a sweep directory (:mod:`gpusweep.sweepdir`), draws the pictures (:mod:`gpusweep.plots`)
-under ``<sweep-dir>/report/`` and writes ``report.md`` that shows them beside the summary
-table and the memory model (:mod:`gpusweep.memfit`). It only reads the records, so it works
-on a finished, interrupted or still running sweep, with or without a GPU.
+Reads a sweep directory (:mod:`gpusweep.records.reader`), draws the pictures
+(:mod:`gpusweep.plots`) under ``<sweep-dir>/report/`` and writes ``report.md`` that shows them
+beside the summary table and the memory model (:mod:`gpusweep.memfit`). It only reads the
+records, so it works on a finished, interrupted or still running sweep, with or without a GPU.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpusweep import memfit
-from gpusweep.atomic import write_text
 from gpusweep.errors import EXIT_BAD_INPUT, EXIT_OK, BadInput
+from gpusweep.params import flatten, varied_params
 from gpusweep.records import TrialRecord
+from gpusweep.records.atomic import write_text
+from gpusweep.records.layout import MEMORY_YAML, REPORT_MD, SweepLayout
+from gpusweep.records.reader import SweepData, fit_features, load_sweep_dir
 from gpusweep.status import TrialStatus
-from gpusweep.sweepdir import SweepData, fit_features, flatten, load_sweep_dir, varied_params
 
-REPORT_DIR = "report"
 PLOTS = ("timeline", "peaks", "metric", "fit")
 
 
@@ -39,7 +40,7 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
     from gpusweep import plots  # matplotlib only here, never in the sweep itself
 
     data = load_sweep_dir(path)
-    out = os.path.join(path, REPORT_DIR)
+    out = SweepLayout(path).report_dir
     try:
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
@@ -60,7 +61,7 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
         if key not in images and os.path.exists(os.path.join(out, f"{key}.png")):
             os.unlink(os.path.join(out, f"{key}.png"))
     markdown = render_markdown(data, fit, images)
-    write_text(os.path.join(out, "report.md"), markdown)
+    write_text(os.path.join(out, REPORT_MD), markdown)
     return Report(out, images, markdown)
 
 
@@ -76,16 +77,16 @@ def _check_features(path: str, features: Sequence[str], records: Sequence[Any]) 
 def render_markdown(data: SweepData, fit: memfit.Fit, images: Mapping[str, str]) -> str:
     """report.md: the sweep in a few lines, the pictures, the model, one row per trial."""
     header = data.header
-    lines = [f"# Sweep {header.get('name') or header.get('id')} ({header.get('id')})", ""]
+    lines = [f"# Sweep {header.name or header.id} ({header.id})", ""]
     counts: dict[str, int] = {}
     for record in data.records:
         counts[record.status.value] = counts.get(record.status.value, 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in counts.items())
     metric = data.metric
-    lines.append(f"State **{header.get('state')}**, method {header.get('method')}, "
+    lines.append(f"State **{header.state.value}**, method {header.method}, "
                  + (f"metric `{metric['name']}` ({metric.get('goal')}), " if metric else "")
                  + f"{len(data.records)} trials ({tally or 'none'}). "
-                 f"Started {header.get('started')}, ended {header.get('ended') or '-'}. "
+                 f"Started {header.started}, ended {header.ended or '-'}. "
                  + ("GPU: " + _gpu_name(data.records) if data.has_gpu else
                     "No GPU: memory is the host RSS of each trial's process tree."))
     best = data.best()
@@ -183,7 +184,7 @@ def _percent(error: float | None) -> str:
 
 
 def _rel(run: str) -> str:
-    return f"../{run}/memory.yaml"
+    return f"../{run}/{MEMORY_YAML}"
 
 
 def _note(record: TrialRecord) -> str:
@@ -243,6 +244,6 @@ def main(argv: Sequence[str]) -> int:
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"report: {os.path.join(report.dir, 'report.md')} "
+    print(f"report: {os.path.join(report.dir, REPORT_MD)} "
           f"({len(report.images)} plots: {', '.join(report.images.values())})")
     return EXIT_OK

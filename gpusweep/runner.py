@@ -29,7 +29,7 @@ from typing import Any
 
 from gpusweep.admission import Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
-from gpusweep.cleanup import end_tree, wait_until_clean
+from gpusweep.cleanup import WaitResult, end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
 from gpusweep.device import Device
@@ -44,7 +44,7 @@ from gpusweep.errors import (
 from gpusweep.flapping import is_flapping
 from gpusweep.lock import SweepLock
 from gpusweep.recorder import SweepRecorder
-from gpusweep.records import GpuRecord, TrialRecord
+from gpusweep.records import GpuRecord, SweepState, TrialRecord
 from gpusweep.slots import Slot, make_slots, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
@@ -138,22 +138,22 @@ class SweepRunner:
         self._lock.acquire()
         previous = self._trap_signals()
         self._wall_start, self._started_unix = time.monotonic(), time.time()
-        state, code, aborted = "finished", EXIT_OK, None
+        state, code, aborted = SweepState.FINISHED, EXIT_OK, None
         try:
             if self.source.resume:
                 self._resume()
             self.baselines.start()
             self.display.sweep_started(self)
-            self.recorder.write_sweep("running")
+            self.recorder.write_sweep(SweepState.RUNNING)
             self.source.open(self)
             self._loop()
             if self._interrupted:
-                state, code = "interrupted", EXIT_INTERRUPTED
+                state, code = SweepState.INTERRUPTED, EXIT_INTERRUPTED
             code = self.source.exit_code or code
         except SweepAborted as exc:
-            state, code, aborted = "aborted", exc.exit_code, str(exc)
+            state, code, aborted = SweepState.ABORTED, exc.exit_code, str(exc)
         except BaseException:
-            state = "crashed"  # a bug of ours: the trials were still ended and recorded
+            state = SweepState.CRASHED  # a bug of ours: the trials were still ended and recorded
             raise
         finally:
             self._stop_all(self._interrupted or StopReason.INTERRUPT)
@@ -171,7 +171,7 @@ class SweepRunner:
             self._restore_signals(previous)
             self._lock.release()
             gc.unfreeze()
-            self.display.sweep_ended(self, state)
+            self.display.sweep_ended(self, state.value)
             if aborted:
                 self.display.error(aborted)
         return code
@@ -367,18 +367,18 @@ class SweepRunner:
 
     def _resume(self) -> None:
         """End what the dead orchestrator left running (by token), let the source decide
-        what runs again, and wait until the GPU let the orphans go."""
-        orphan_pids: set[int] = set()
-        orphan_records: list[TrialRecord] = []
+        what runs again, and wait until the GPU let the orphans go (before the new baseline);
+        each orphan's record carries that wait's verdict."""
         orphans = self.recorder.restore()
         self.rerun_records = self.recorder.reruns_started  # each replaced a killed record
-        for entry in orphans:
-            record, pids = self.recorder.close_orphan(entry, self.spec.isolation.stop.grace_s)
-            orphan_pids |= pids
-            orphan_records.append(record)
-        self.source.restored(self, orphan_records)
-        for device in self.devices if orphan_pids else ():  # before the new baseline
+        ended = [self.recorder.end_orphan(entry, self.spec.isolation.stop.grace_s)
+                 for entry in orphans]
+        orphan_pids = {pid for end in ended for pid in end.ended_pids}
+        waits: list[WaitResult] = [
             wait_until_clean(device, None, orphan_pids, self.spec.isolation.wait)
+            for device in (self.devices if orphan_pids else ())]
+        self.source.restored(self, [self.recorder.orphan_ended(entry, end, waits)
+                                    for entry, end in zip(orphans, ended, strict=True)])
 
     # -- signals ----------------------------------------------------------------------------
     def _trap_signals(self) -> dict[int, Any]:

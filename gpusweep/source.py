@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gpusweep.records import TrialRecord
+from gpusweep.records import TrialOrigin, TrialRecord
 from gpusweep.status import StopReason
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class Pending:
     """A trial to start: its params, and where they came from."""
 
     params: dict[str, Any]
-    origin: str | None = None  # "rerun" | "oom-retry" | "run" | "resume" (W&B commands)
+    origin: TrialOrigin | None = None  # None: W&B's engine on this machine proposed them
     retry_of: str | None = None
     run_id: str | None = None  # the W&B server's run id; None: the session makes one
     rerun_of: str | None = None  # the killed or preempted trial this one runs again

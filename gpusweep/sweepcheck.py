@@ -9,72 +9,72 @@ if there is any (0 otherwise).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-from typing import Any
 
 import psutil
 
-from gpusweep.sweepdir import read_yaml
+from gpusweep.records import SweepState, TrialRecord
+from gpusweep.records.journal import Replay
+from gpusweep.records.reader import SweepData, TrialRow, read_journal, read_sweep_dir, read_trial
+from gpusweep.status import TrialStatus
 
-ENDED_NORMALLY = ("finished", "stopped_early")
-OOM_STATUSES = ("oom",)  # an OOM is fine once a later trial retried it
-
-
-def load(sweep_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """(sweep.yaml, the trials' memory.yaml in sweep order, the journal's entries)."""
-    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
-    journal = []
-    try:
-        with open(os.path.join(sweep_dir, "journal.jsonl"), encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    journal.append(json.loads(line))
-                except ValueError:
-                    continue
-    except OSError:
-        pass
-    records = []
-    for run in _started_runs(sweep, journal):
-        record = read_yaml(os.path.join(sweep_dir, run, "memory.yaml"))
-        records.append(record if isinstance(record, dict) else {"run": run, "missing": True})
-    return sweep, records, journal
+ENDED_NORMALLY = (TrialStatus.FINISHED, TrialStatus.STOPPED_EARLY)
+OOM_STATUSES = (TrialStatus.OOM,)  # an OOM is fine once a later trial retried it
 
 
-def problems(sweep: dict[str, Any], records: list[dict[str, Any]],
-             journal: list[dict[str, Any]], live_tokens: set[str]) -> list[str]:
+def load(sweep_dir: str) -> tuple[SweepData | None, list[TrialRow], Replay]:
+    """(sweep.yaml, every trial that started in sweep order, the journal), through the
+    sweep directory's reader: sweep.yaml's rows, then the journal's starts it lacks."""
+    sweep = read_sweep_dir(sweep_dir)
+    journal = read_journal(sweep_dir)
+    trials = list(sweep.rows) if sweep is not None else []
+    listed = {row.run for row in trials}
+    for start in journal.starts:
+        if start.run not in listed:
+            listed.add(start.run)
+            record = read_trial(sweep_dir, start.run)
+            trials.append(TrialRow(start.run, start.params,
+                                   None if record is None else record.status, record))
+    return sweep, trials, journal
+
+
+def problems(sweep: SweepData | None, trials: list[TrialRow], journal: Replay,
+             live_tokens: set[str]) -> list[str]:
     """Every problem, one line each; empty when the sweep passes."""
     found = []
-    if not sweep:
+    if sweep is None:
         return ["no sweep.yaml: the sweep did not record anything"]
-    if (sweep.get("sweep") or {}).get("state") != "finished":
-        found.append(f"sweep state is {(sweep.get('sweep') or {}).get('state')!r}, "
-                     "not 'finished'")
-    if not records:
+    if sweep.header.state is not SweepState.FINISHED:
+        found.append(f"sweep state is {sweep.header.state.value!r}, not 'finished'")
+    if not trials:
         found.append("no trial ran")
-    retried = _retried(journal)
-    for record in records:
-        run = record.get("run")
-        if record.get("missing"):
-            found.append(f"{run}: no memory.yaml")
+    retried = journal.retried
+    for row in trials:
+        record = row.record
+        if record is None:
+            found.append(f"{row.run}: no memory.yaml")
             continue
-        status = record.get("status")
-        if status in OOM_STATUSES and run in retried:
-            pass
-        elif status not in ENDED_NORMALLY:
-            found.append(f"{run}: status {status}" + (f" ({_last_line(record['error'])})"
-                                                      if record.get("error") else ""))
-        cleanup = record.get("cleanup") or {}
-        if cleanup.get("clean") is not True:
-            state = "unknown" if cleanup.get("clean") is None else "not clean"
-            found.append(f"{run}: cleanup {state} (residual "
-                         f"{(record.get('gpu') or {}).get('residual_mb')} MB after "
-                         f"{cleanup.get('wait_s')} s"
-                         + (f": {cleanup['reason']}" if cleanup.get("reason") else "") + ")")
-    for entry in journal:
-        if entry.get("event") == "start" and entry.get("token") in live_tokens:
-            found.append(f"{entry.get('run')}: a process of this trial is still running")
+        found += _trial_problems(record, retried)
+    for start in journal.starts:
+        if start.token in live_tokens:
+            found.append(f"{start.run}: a process of this trial is still running")
+    return found
+
+
+def _trial_problems(record: TrialRecord, retried: set[str]) -> list[str]:
+    found = []
+    status = record.status
+    if status in OOM_STATUSES and record.run in retried:
+        pass
+    elif status not in ENDED_NORMALLY:
+        found.append(f"{record.run}: status {status.value}"
+                     + (f" ({_last_line(record.error)})" if record.error else ""))
+    cleanup = record.cleanup
+    if cleanup.clean is not True:
+        state = "unknown" if cleanup.clean is None else "not clean"
+        found.append(f"{record.run}: cleanup {state} (residual {record.gpu.residual_mb} MB "
+                     f"after {cleanup.wait_s} s"
+                     + (f": {cleanup.reason}" if cleanup.reason else "") + ")")
     return found
 
 
@@ -93,22 +93,21 @@ def live_trial_tokens(tokens: set[str]) -> set[str]:
     return alive
 
 
-def peak_table(records: list[dict[str, Any]], metric: str | None) -> str:
+def peak_table(trials: list[TrialRow], metric: str | None) -> str:
     """One row per trial: params, status, metric, peak GPU (tree, torch reserved), host, wait."""
     header = ["run", "params", "status", metric or "metric", "GPU MB", "torch MB", "host MB",
               "wait s", "clean"]
     rows = []
-    for r in records:
-        if r.get("missing"):
-            rows.append([str(r.get("run")), "", "no memory.yaml", "", "", "", "", "", ""])
+    for row in trials:
+        r = row.record
+        if r is None:
+            rows.append([row.run, "", "no memory.yaml", "", "", "", "", "", ""])
             continue
-        gpu, host, cleanup = r.get("gpu") or {}, r.get("host") or {}, r.get("cleanup") or {}
-        params = ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())
-        rows.append([r["run"], params, str(r.get("status")),
-                     _g((r.get("metric") or {}).get("best")),
-                     _num(gpu.get("peak_tree_mb")), _num(gpu.get("torch_peak_reserved_mb")),
-                     _num(host.get("peak_rss_mb")), _num(cleanup.get("wait_s"), 2),
-                     str(cleanup.get("clean"))])
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+        rows.append([r.run, params, r.status.value, _g(r.metric.best),
+                     _num(r.gpu.peak_tree_mb), _num(r.gpu.torch_peak_reserved_mb),
+                     _num(r.host.peak_rss_mb), _num(r.cleanup.wait_s, 2),
+                     str(r.cleanup.clean)])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
     lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
@@ -122,15 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m gpusweep.sweepcheck SWEEP_DIR", file=sys.stderr)
         return 2
-    sweep, records, journal = load(argv[0])
-    tokens = {e["token"] for e in journal if e.get("event") == "start" and e.get("token")}
-    found = problems(sweep, records, journal, live_trial_tokens(tokens))
-    device = next(((r.get("gpu") or {}).get("device") for r in records
-                   if not r.get("missing")), None)
-    metric = ((sweep.get("sweep") or {}).get("metric") or {}).get("name")
+    sweep, trials, journal = load(argv[0])
+    found = problems(sweep, trials, journal, live_trial_tokens(journal.tokens))
+    device = next((row.record.gpu.device for row in trials if row.record is not None), None)
+    metric = ((sweep.header.metric or {}).get("name") if sweep is not None else None)
     print(f"per-trial peak memory (device: {device or '-'}; GPU MB = the trial's processes on "
           "the GPU, torch MB = torch's reserved peak, host MB = RSS of the whole tree)")
-    print(peak_table(records, metric))
+    print(peak_table(trials, metric))
     if device == "cpu":
         print("no GPU on this machine: GPU columns are empty; processes, host memory and "
               "cleanup were checked")
@@ -140,30 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if found else 0
 
 
-def _started_runs(sweep: dict[str, Any], journal: list[dict[str, Any]]) -> list[str]:
-    runs = [str(row["run"]) for row in sweep.get("trials") or [] if "run" in row]
-    for entry in journal:
-        if entry.get("event") == "start" and entry.get("run") not in runs:
-            runs.append(str(entry.get("run")))
-    return runs
-
-
-def _retried(journal: list[dict[str, Any]]) -> set[str]:
-    """Runs that a later trial says it retries (``retry_of`` in its journal start)."""
-    return {str(e["retry_of"]) for e in journal if e.get("event") == "start" and
-            e.get("retry_of")}
-
-
 def _last_line(text: str) -> str:
     lines = [line for line in str(text).splitlines() if line.strip()]
     return lines[-1][:160] if lines else ""
 
 
-def _num(value: Any, digits: int = 0) -> str:
+def _num(value: float | None, digits: int = 0) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
-def _g(value: Any) -> str:
+def _g(value: float | None) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:.4g}"
 
 

@@ -26,7 +26,9 @@ import sys
 from dataclasses import dataclass, field
 
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
-from gpusweep.sweepdir import load_sweep_dir
+from gpusweep.records.layout import SweepLayout
+from gpusweep.records.reader import load_sweep_dir
+from gpusweep.status import TrialStatus
 
 SYNC_TIMEOUT_S = 600.0
 
@@ -54,19 +56,18 @@ def plan(sweep_dir: str, project: str | None = None, entity: str | None = None) 
     """Find the runs of a sweep directory (BadInput when it is not one)."""
     data = load_sweep_dir(sweep_dir)
     header = data.header
-    config = {k: v for k, v in (data.config or {}).items() if k != "isolation"}
+    config = {k: v for k, v in data.config.items() if k != "isolation"}
     runs: dict[str, str] = {}
     missing = []
     for record in data.records:
         found = run_dir(sweep_dir, record.run, record.wandb_run)
         if found:
             runs[record.run] = found
-        elif record.status.value != "skipped_no_fit":
+        elif record.status is not TrialStatus.SKIPPED_NO_FIT:
             missing.append(record.run)
-    summaries = sorted(glob.glob(os.path.join(sweep_dir, "wandb",
-                                              f"offline-run-*-{header.get('id')}-summary-*")))
-    return SyncPlan(sweep_dir, project or header.get("project") or config.get("project"),
-                    entity or header.get("entity") or config.get("entity"), config, runs,
+    summaries = sorted(glob.glob(data.layout.offline_runs(f"{header.id}-summary-*")))
+    return SyncPlan(sweep_dir, project or header.project or config.get("project"),
+                    entity or header.entity or config.get("entity"), config, runs,
                     summaries, missing)
 
 
@@ -76,7 +77,7 @@ def run_dir(sweep_dir: str, run: str, recorded: dict | None) -> str | None:
     where = (recorded or {}).get("dir")
     if isinstance(where, str) and os.path.isdir(where):
         return where
-    found = sorted(glob.glob(os.path.join(sweep_dir, "wandb", f"offline-run-*-{run}")))
+    found = sorted(glob.glob(SweepLayout(sweep_dir).offline_runs(run)))
     return found[-1] if found else None
 
 

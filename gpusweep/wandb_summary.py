@@ -41,17 +41,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from gpusweep.atomic import write_yaml
+from gpusweep.records import SweepState
+from gpusweep.records.atomic import write_yaml
+from gpusweep.records.layout import SUMMARY_LOG, SUMMARY_OUTCOME, SWEEP_YAML, SweepLayout
+from gpusweep.records.reader import SweepData, TrialRow, read_sweep_dir, read_yaml
 from gpusweep.status import TrialStatus
-from gpusweep.sweepdir import read_yaml
 from gpusweep.wandb_env import data_dir, run_group, without_live_wandb
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
            "wait_s", "clean", "processes_killed", "escapees_killed", "energy_j",
            "util_mean_pct", "util_peak_pct"]
-LOG_NAME = "summary-run.log"
-OUTCOME_NAME = "summary-run.yaml"
+LOG_NAME = SUMMARY_LOG
+OUTCOME_NAME = SUMMARY_OUTCOME
 TIMEOUT_S = 300.0
 BACKFILL_S = 10.0  # more time per run to backfill (a wandb.init offline takes about 1 s)
 # Variables that would attach the summary run to a trial or a sweep; it is neither.
@@ -67,7 +69,7 @@ def agent_key(sweep_dir: str, host: str | None = None) -> str:
     return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
-def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None = None,
+def publish_summary(sweep_dir: str, state: SweepState, environ: dict[str, str] | None = None,
                     timeout_s: float = TIMEOUT_S, project: str | None = None,
                     entity: str | None = None, agent: str | None = None,
                     backfill: bool = True, wait: bool = False) -> int | None:
@@ -80,9 +82,10 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
     ended, and after a crash of ours.
     """
     environ = dict(os.environ if environ is None else environ)
-    if environ.get("WANDB_MODE") == "disabled" or state == "crashed":
+    layout = SweepLayout(os.path.abspath(sweep_dir))
+    if environ.get("WANDB_MODE") == "disabled" or state is SweepState.CRASHED:
         return None
-    if not os.path.exists(os.path.join(sweep_dir, "sweep.yaml")):
+    if not os.path.exists(layout.sweep_yaml):
         return None
     for name in _NOT_INHERITED:
         environ.pop(name, None)
@@ -94,20 +97,19 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
         environ["WANDB_ENTITY"] = entity
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for python -m
     environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
-    sweep_dir = os.path.abspath(sweep_dir)
+    sweep_dir = layout.dir
     environ.setdefault("WANDB_DATA_DIR", data_dir(sweep_dir))
     if backfill:
-        trials = (read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}).get("trials") or []
-        timeout_s += BACKFILL_S * len(runless_trials(sweep_dir, trials))
+        sweep = read_sweep_dir(sweep_dir)
+        timeout_s += BACKFILL_S * len(runless_trials(sweep) if sweep is not None else [])
     argv = [sys.executable, "-m", "gpusweep.wandb_summary", sweep_dir,
             "--agent", agent or agent_key(sweep_dir), "--timeout", f"{timeout_s:g}"]
     argv += ["--backfill"] if backfill else []
     try:
-        with open(os.path.join(sweep_dir, LOG_NAME), "ab") as log:
+        with open(layout.summary_log, "ab") as log:
             proc = subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        write_yaml(os.path.join(sweep_dir, OUTCOME_NAME),
-                   {"state": "writing", "pid": proc.pid, "agent": argv[5]})
+        write_yaml(layout.summary_outcome, {"state": "writing", "pid": proc.pid, "agent": argv[5]})
     except OSError as exc:
         print(f"warning: the W&B summary run was not started ({exc})", file=sys.stderr,
               flush=True)
@@ -123,35 +125,38 @@ def publish_summary(sweep_dir: str, state: str, environ: dict[str, str] | None =
 
 def summary_outcome(sweep_dir: str) -> dict[str, Any]:
     """What the last summary subprocess recorded (empty when none ran)."""
-    return read_yaml(os.path.join(sweep_dir, OUTCOME_NAME)) or {}
+    return read_yaml(SweepLayout(sweep_dir).summary_outcome) or {}
 
 
 # -- the subprocess ----------------------------------------------------------------------
 def table_rows(sweep_dir: str) -> list[list[Any]]:
     """One row per trial (in the order they ended), from the trials' memory.yaml files."""
-    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
-    rows = []
-    for entry in sweep.get("trials") or []:
-        record = read_yaml(os.path.join(sweep_dir, str(entry["run"]), "memory.yaml")) or {}
-        gpu, host = record.get("gpu") or {}, record.get("host") or {}
-        cleanup = record.get("cleanup") or {}
-        rows.append([
-            entry["run"],
-            json.dumps(entry.get("params") or {}, sort_keys=True, default=str),
-            entry.get("status"),
-            (record.get("metric") or {}).get("best"),
-            gpu.get("peak_tree_mb"),
-            host.get("peak_rss_mb"),
-            gpu.get("residual_mb"),
-            cleanup.get("wait_s"),
-            cleanup.get("clean"),
-            cleanup.get("processes_killed"),
-            cleanup.get("escapees_killed"),
-            gpu.get("energy_j"),
-            gpu.get("util_mean_pct"),
-            gpu.get("util_peak_pct"),
-        ])
-    return rows
+    sweep = read_sweep_dir(sweep_dir)
+    return [table_row(row) for row in (sweep.rows if sweep is not None else [])]
+
+
+def table_row(row: TrialRow) -> list[Any]:
+    """A trial's row of the summary table; its sweep.yaml row alone where its memory.yaml
+    is missing (the orchestrator's columns then stay empty)."""
+    record = row.record
+    gpu = record.gpu if record else None
+    cleanup = record.cleanup if record else None
+    return [
+        row.run,
+        json.dumps(row.params, sort_keys=True, default=str),
+        None if row.status is None else row.status.value,
+        record.metric.best if record else None,
+        gpu.peak_tree_mb if gpu else None,
+        record.host.peak_rss_mb if record else None,
+        gpu.residual_mb if gpu else None,
+        cleanup.wait_s if cleanup else None,
+        cleanup.clean if cleanup else None,
+        cleanup.processes_killed if cleanup else None,
+        cleanup.escapees_killed if cleanup else None,
+        gpu.energy_j if gpu else None,
+        gpu.util_mean_pct if gpu else None,
+        gpu.util_peak_pct if gpu else None,
+    ]
 
 
 def summary_run_id(sweep_id: str, agent: str) -> str:
@@ -162,36 +167,34 @@ def summary_run_id(sweep_id: str, agent: str) -> str:
 def older_offline_runs(sweep_dir: str, run_id: str, keep: str) -> list[str]:
     """Offline run directories of ``run_id`` other than ``keep`` (earlier sessions')."""
     keep = os.path.realpath(keep)
-    return sorted(path for path in glob.glob(os.path.join(sweep_dir, "wandb",
-                                                          f"offline-run-*-{run_id}"))
+    return sorted(path for path in glob.glob(SweepLayout(sweep_dir).offline_runs(run_id))
                   if os.path.realpath(path) != keep)
 
 
-def runless_trials(sweep_dir: str, trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def runless_trials(sweep: SweepData) -> list[TrialRow]:
     """The trials (that started) with no W&B run: none of their id under ``wandb/`` and none
     recorded elsewhere (``wandb_run.dir`` in memory.yaml, e.g. Lightning's ``./wandb``)."""
     have = {os.path.basename(path).rsplit("-", 1)[-1]
-            for path in glob.glob(os.path.join(sweep_dir, "wandb", "*run-*-*"))}
-    return [t for t in trials if str(t.get("run")) not in have
-            and t.get("status") != TrialStatus.SKIPPED_NO_FIT.value
-            and not _recorded_run_dir(sweep_dir, str(t.get("run")))]
+            for path in glob.glob(sweep.layout.any_runs)}
+    return [t for t in sweep.rows if t.run not in have
+            and t.status is not TrialStatus.SKIPPED_NO_FIT
+            and not _recorded_run_dir(t)]
 
 
-def _recorded_run_dir(sweep_dir: str, run: str) -> str | None:
+def _recorded_run_dir(row: TrialRow) -> str | None:
     """The run directory the trial's bootstrap reported, if it still exists."""
-    record = read_yaml(os.path.join(sweep_dir, run, "memory.yaml")) or {}
-    found = (record.get("wandb_run") or {}).get("dir")
+    found = ((row.record.wandb_run if row.record else None) or {}).get("dir")
     return found if isinstance(found, str) and os.path.isdir(found) else None
 
 
-def backfill_runs(wandb: Any, sweep_dir: str, trials: list[dict[str, Any]],
-                  **init: Any) -> None:
+def backfill_runs(wandb: Any, sweep: SweepData, **init: Any) -> None:
     """A minimal run for each trial without one: its id, params, status, a failing exit."""
-    for entry in runless_trials(sweep_dir, trials):
-        run = wandb.init(dir=sweep_dir, id=str(entry["run"]), job_type="trial",
-                         config=entry.get("params") or {}, **init)
-        run.summary["gpusweep/status"] = entry.get("status")
-        run.finish(exit_code=0 if entry.get("status") == TrialStatus.FINISHED.value else 1)
+    for row in runless_trials(sweep):
+        status = None if row.status is None else row.status.value
+        run = wandb.init(dir=sweep.dir, id=row.run, job_type="trial", config=row.params,
+                         **init)
+        run.summary["gpusweep/status"] = status
+        run.finish(exit_code=0 if row.status is TrialStatus.FINISHED else 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sweep_dir = os.path.abspath(args.sweep_dir)
-    outcome = os.path.join(sweep_dir, OUTCOME_NAME)
+    outcome = SweepLayout(sweep_dir).summary_outcome
     with _one_writer(sweep_dir):  # a later session's summary waits for this one
         started = time.time()
         write_yaml(outcome, {"state": "writing", "pid": os.getpid(), "agent": args.agent,
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _one_writer(sweep_dir: str) -> Iterator[None]:
-    with open(os.path.join(sweep_dir, ".summary.lock"), "a") as handle:
+    with open(SweepLayout(sweep_dir).summary_lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -244,11 +247,13 @@ def _one_writer(sweep_dir: str) -> Iterator[None]:
 
 def write_summary(sweep_dir: str, agent: str, backfill: bool) -> str:
     """Write this agent's summary run (and the stand-in runs); returns its id."""
-    sweep = read_yaml(os.path.join(sweep_dir, "sweep.yaml")) or {}
-    header = sweep.get("sweep") or {}
-    sweep_id = str(header.get("id") or os.path.basename(sweep_dir))
-    config = header.get("config") or {}
-    group = run_group(sweep_id, header.get("name"))
+    sweep = read_sweep_dir(sweep_dir)
+    if sweep is None:
+        raise FileNotFoundError(f"no readable sweep.yaml in {sweep_dir}")
+    header = sweep.header
+    sweep_id = header.id or os.path.basename(sweep_dir)
+    config = header.config
+    group = run_group(sweep_id, header.name)
     project = os.environ.get("WANDB_PROJECT") or config.get("project") or "uncategorized"
     entity = os.environ.get("WANDB_ENTITY") or config.get("entity")
     run_id = summary_run_id(sweep_id, agent)
@@ -256,22 +261,23 @@ def write_summary(sweep_dir: str, agent: str, backfill: bool) -> str:
     import wandb
 
     if backfill:
-        backfill_runs(wandb, sweep_dir, sweep.get("trials") or [], project=project,
-                      entity=entity, group=group, tags=[sweep_id])
+        backfill_runs(wandb, sweep, project=project, entity=entity, group=group,
+                      tags=[sweep_id])
     run = wandb.init(
         dir=sweep_dir, project=project, entity=entity,
         group=group, tags=[sweep_id], job_type=JOB_TYPE, name=f"{group}-summary-{agent}",
         id=run_id, resume="allow",
-        config={"sweep_id": sweep_id, "agent": agent, "method": header.get("method"),
-                "metric": header.get("metric"), "state": header.get("state"),
+        config={"sweep_id": sweep_id, "agent": agent, "method": header.method,
+                "metric": header.metric, "state": header.state.value,
                 "sweep_config": config})
     try:
-        run.log({"trials": wandb.Table(columns=COLUMNS, data=table_rows(sweep_dir))})
-        for key, value in _flat(sweep.get("totals") or {}).items():
+        run.log({"trials": wandb.Table(columns=COLUMNS, data=[table_row(row)
+                                                             for row in sweep.rows])})
+        for key, value in _flat(sweep.totals).items():
             run.summary[f"totals/{key}"] = value
         artifact = wandb.Artifact(f"sweep-{sweep_id}-{agent}", type="sweep-record",
                                   description=f"sweep.yaml of sweep {sweep_id}, agent {agent}")
-        artifact.add_file(os.path.join(sweep_dir, "sweep.yaml"), name="sweep.yaml")
+        artifact.add_file(sweep.layout.sweep_yaml, name=SWEEP_YAML)
         run.log_artifact(artifact)
     except BaseException:
         run.finish(exit_code=1)

@@ -26,8 +26,8 @@ from gpusweep.config import parse_sweep
 from gpusweep.device import NullDevice
 from gpusweep.display import QuietDisplay
 from gpusweep.isolation import IsolationConfig, StopConfig
-from gpusweep.launcher import TrialPaths
 from gpusweep.monitor import Monitor
+from gpusweep.records.layout import TrialPaths
 from gpusweep.runner import SweepOptions, SweepRunner
 from gpusweep.status import TrialStatus
 from gpusweep.trialprocess import TrialProcess

@@ -242,15 +242,18 @@ def test_the_sweep_project_is_resolved_in_wandb_sweeps_order(tmp_path):
 
 
 def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
-    import yaml
-
+    from gpusweep.records import CleanupRecord, SweepHeader, TrialRecord
+    from gpusweep.records.writer import write_sweep, write_trial
+    from gpusweep.status import TrialStatus
     from gpusweep.wandb_summary import COLUMNS, table_rows
 
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
-        {"trials": [{"run": "r1", "params": {"x": 1}, "status": "stopped_early"}]}))
+    record = TrialRecord(run="r1", params={"x": 1}, status=TrialStatus.STOPPED_EARLY,
+                         exit_code=None, signal=None, started="", ended="", duration_s=1.0,
+                         cleanup=CleanupRecord(processes_killed=3, escapees_killed=2))
+    write_sweep(str(tmp_path / "sweep.yaml"), SweepHeader(
+        id="s", name=None, config={}, method="grid", metric=None, started=""), [record], None)
     (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "memory.yaml").write_text(yaml.safe_dump(
-        {"cleanup": {"processes_killed": 3, "escapees_killed": 2, "clean": True}}))
+    write_trial(str(tmp_path / "r1" / "memory.yaml"), record)
     (row,) = table_rows(str(tmp_path))
     by_column = dict(zip(COLUMNS, row, strict=True))
     assert (by_column["processes_killed"], by_column["escapees_killed"]) == (3, 2)

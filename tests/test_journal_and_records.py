@@ -4,10 +4,11 @@ import os
 
 import yaml
 
-from gpusweep.atomic import write_yaml
 from gpusweep.config import Metric
-from gpusweep.journal import Journal
-from gpusweep.records import MetricSummary, TrialRecord, best_trial, totals
+from gpusweep.records import MetricSummary, TrialRecord, best_trial
+from gpusweep.records.atomic import write_yaml
+from gpusweep.records.journal import Journal
+from gpusweep.records.writer import totals
 from gpusweep.status import TrialStatus
 
 
@@ -55,3 +56,57 @@ def test_totals_and_best_trial():
 def test_record_round_trips_through_its_dict():
     original = record("a", TrialStatus.TIMEOUT, 1.5)
     assert TrialRecord.from_dict(original.to_dict()) == original
+
+
+def test_the_writer_and_the_reader_agree_and_yaml_keeps_the_strings(tmp_path):
+    from gpusweep.records import SweepHeader, SweepState, TrialOrigin
+    from gpusweep.records.journal import StartEntry
+    from gpusweep.records.layout import SweepLayout
+    from gpusweep.records.reader import load_sweep_dir, read_journal
+    from gpusweep.records.writer import SweepWriter
+
+    layout = SweepLayout(str(tmp_path / "s1"))
+    writer = SweepWriter(layout)
+    writer.prepare(False, {"method": "grid"}, str(tmp_path))
+    writer.started(StartEntry(run="a", params={"x": "a"}, token="t", t=1.0,
+                              origin=TrialOrigin.OOM_RETRY, retry_of="z"))
+    writer.running("a", 123)
+    writer.started(StartEntry(run="b", params={"x": "b"}, token="u", t=2.0))
+    ended = record("a", TrialStatus.FINISHED, 0.5)
+    writer.ended(ended, [{"loss": 0.5}])
+    header = SweepHeader(id="s1", name=None, config={"method": "grid"}, method="grid",
+                         metric={"name": "loss", "goal": "minimize"}, started="then",
+                         state=SweepState.INTERRUPTED)
+    writer.sweep_yaml(header, [ended], Metric("loss", "minimize"))
+
+    with open(layout.sweep_yaml) as handle:
+        raw = yaml.safe_load(handle)
+    assert raw["sweep"]["state"] == "interrupted" and raw["trials"][0]["status"] == "finished"
+    with open(layout.journal) as handle:
+        assert '"origin": "oom-retry"' in handle.read()
+    data = load_sweep_dir(layout.dir)
+    assert data.header == header and data.records == [ended] and data.missing == []
+    journal = read_journal(layout.dir)
+    assert [s.origin for s in journal.starts] == [TrialOrigin.OOM_RETRY, None]
+    assert [s.run for s in journal.unended] == ["b"] and journal.retried == {"z"}
+    assert journal.ends[0].record == ended and journal.ends[0].history == [{"loss": 0.5}]
+
+
+def test_the_check_lists_a_started_trial_that_sweep_yaml_lacks(tmp_path):
+    from gpusweep.records import SweepHeader
+    from gpusweep.records.journal import StartEntry
+    from gpusweep.records.layout import SweepLayout
+    from gpusweep.records.writer import SweepWriter
+    from gpusweep.sweepcheck import load, problems
+
+    writer = SweepWriter(SweepLayout(str(tmp_path)))
+    writer.started(StartEntry(run="a", token="t"))
+    writer.started(StartEntry(run="b", token="u"))
+    ended = record("a", TrialStatus.FINISHED, 0.5)
+    writer.ended(ended, [])
+    writer.sweep_yaml(SweepHeader(id="s", name=None, config={}, method="grid", metric=None,
+                                  started=""), [ended], None)
+    sweep, trials, journal = load(str(tmp_path))
+    assert [(t.run, t.record is not None) for t in trials] == [("a", True), ("b", False)]
+    assert problems(sweep, trials, journal, set()) == [
+        "sweep state is 'running', not 'finished'", "b: no memory.yaml"]

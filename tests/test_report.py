@@ -14,7 +14,7 @@ import yaml
 from conftest import ROOT, program
 
 from gpusweep import cli, memfit, report
-from gpusweep.sweepdir import load_sweep_dir
+from gpusweep.records.reader import load_sweep_dir
 
 PLOTS = ("timeline.png", "peaks.png", "metric.png", "fit.png")
 

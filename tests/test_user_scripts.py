@@ -9,6 +9,18 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from gpusweep.records import (
+    CleanupRecord,
+    GpuRecord,
+    HostRecord,
+    MetricSummary,
+    SweepHeader,
+    SweepState,
+    TrialRecord,
+)
+from gpusweep.records.journal import replay
+from gpusweep.records.reader import SweepData, TrialRow
+from gpusweep.status import TrialStatus
 from gpusweep.sweepcheck import peak_table, problems
 
 
@@ -50,18 +62,28 @@ def test_memory_cleanup_script_without_its_sweep_file_is_exit_2(tmp_path):
 
 
 def record(run, status="finished", clean=True, **extra):
-    return {"run": run, "params": {"b": 1}, "status": status, "metric": {"best": 0.5},
-            "gpu": {"peak_tree_mb": None, "residual_mb": 300.0 if not clean else 0.0},
-            "host": {"peak_rss_mb": 100.0}, "cleanup": {"wait_s": 1.0, "clean": clean},
-            **extra}
+    """A trial as sweepcheck reads it: its sweep.yaml row with its memory.yaml."""
+    trial = TrialRecord(
+        run=run, params={"b": 1}, status=TrialStatus(status), exit_code=0, signal=None,
+        started="", ended="", duration_s=1.0, metric=MetricSummary(best=0.5),
+        gpu=GpuRecord(peak_tree_mb=None, residual_mb=300.0 if not clean else 0.0),
+        host=HostRecord(peak_rss_mb=100.0), cleanup=CleanupRecord(wait_s=1.0, clean=clean),
+        **extra)
+    return TrialRow(run, trial.params, trial.status, trial)
 
 
-SWEEP = {"sweep": {"state": "finished"}}
+def sweep(state):
+    header = SweepHeader(id="s", name=None, config={}, method="grid", metric=None,
+                         started="", state=SweepState(state))
+    return SweepData("unused", header, [])
+
+
+SWEEP = sweep("finished")
 
 
 def test_a_clean_sweep_has_no_problems():
     records = [record("a"), record("b", status="stopped_early")]
-    assert problems(SWEEP, records, [], set()) == []
+    assert problems(SWEEP, records, replay([]), set()) == []
     assert "a" in peak_table(records, "loss")
 
 
@@ -69,18 +91,19 @@ def test_a_clean_sweep_has_no_problems():
     ([record("a", clean=False)], [], set(), "a: cleanup not clean (residual 300.0 MB"),
     ([record("a", status="failed", error="Traceback\nValueError: boom")], [], set(),
      "a: status failed (ValueError: boom)"),
-    ([{"run": "a", "missing": True}], [], set(), "a: no memory.yaml"),
+    ([TrialRow("a")], [], set(), "a: no memory.yaml"),
     ([record("a", status="oom")], [], set(), "a: status oom"),
     ([record("a")], [{"event": "start", "run": "a", "token": "t1"}], {"t1"},
      "a: a process of this trial is still running"),
 ])
 def test_each_problem_is_named(records, journal, live, expected):
-    found = problems(SWEEP, records, journal, live)
+    found = problems(SWEEP, records, replay(journal), live)
     assert any(line.startswith(expected) for line in found), found
 
 
 def test_an_oom_that_was_retried_is_fine_and_an_interrupted_sweep_is_not():
     journal = [{"event": "start", "run": "b", "retry_of": "a"}]
-    assert problems(SWEEP, [record("a", status="oom"), record("b")], journal, set()) == []
-    assert problems({"sweep": {"state": "interrupted"}}, [record("a")], [], set()) == [
+    assert problems(SWEEP, [record("a", status="oom"), record("b")], replay(journal),
+                    set()) == []
+    assert problems(sweep("interrupted"), [record("a")], replay([]), set()) == [
         "sweep state is 'interrupted', not 'finished'"]

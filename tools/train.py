@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gpusweep import trial  # noqa: E402
-from gpusweep.atomic import write_yaml  # noqa: E402
+from gpusweep.records.atomic import write_yaml  # noqa: E402
 from stockpred import devicebatches, engine  # noqa: E402
 from stockpred.cache import WindowDataset, load_or_build, make_loader  # noqa: E402
 from stockpred.config import (  # noqa: E402

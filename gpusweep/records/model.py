@@ -1,7 +1,9 @@
-"""What a sweep leaves on disk: one memory.yaml per trial and sweep.yaml for the whole sweep.
+"""What a sweep records: one :class:`TrialRecord` per trial (its memory.yaml) and the
+:class:`SweepHeader` of sweep.yaml, with the enums their strings come from.
 
-Records are read-only dataclasses; YAML is written from them here and nowhere else, always
-atomically. GPU fields are None (null) on a machine without a GPU: never invented.
+Records are read-only dataclasses; :mod:`gpusweep.records.writer` writes them and
+:mod:`gpusweep.records.reader` reads them back. GPU fields are None (null) on a machine
+without a GPU: never invented.
 """
 
 from __future__ import annotations
@@ -9,11 +11,40 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from gpusweep.atomic import to_yaml, write_text, write_yaml
-from gpusweep.config import Metric
 from gpusweep.status import TrialStatus
+
+if TYPE_CHECKING:
+    from gpusweep.config import Metric
+
+
+class SweepState(str, Enum):
+    """How far the sweep got; the string values are what sweep.yaml says."""
+
+    RUNNING = "running"
+    FINISHED = "finished"  # the source had nothing more to run
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or SIGHUP: the trials were stopped cleanly
+    ABORTED = "aborted"  # a guard stopped it (GPU dirty, flapping, records unwritable)
+    CRASHED = "crashed"  # a bug of ours; the trials were still ended and recorded
+
+
+class TrialOrigin(str, Enum):
+    """Where a trial's params came from (its journal start line); None: the engine."""
+
+    RERUN = "rerun"  # a trial the orchestrator's death (or a preemption) cut short
+    OOM_RETRY = "oom-retry"  # an OOM trial's params with a smaller batch
+    RUN = "run"  # the W&B server's ``run`` command
+    RESUME = "resume"  # the W&B server's ``resume`` command
+
+    @classmethod
+    def parse(cls, value: Any) -> TrialOrigin | None:
+        """The origin a journal line names; None for the engine's own (or an unknown)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 @dataclass(frozen=True)
@@ -144,9 +175,7 @@ class TrialRecord:
         return row
 
     def to_dict(self) -> dict[str, Any]:
-        data = _plain(dataclasses.asdict(self))
-        data["status"] = self.status.value
-        return data
+        return plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
@@ -171,48 +200,29 @@ class SweepHeader:
     metric: dict[str, Any] | None
     started: str
     ended: str | None = None
-    state: str = "running"  # running | finished | interrupted | aborted | crashed
+    state: SweepState = SweepState.RUNNING
     wall_s: float | None = None  # the orchestrator's loop, first trial's launch to the end
     config_file: str | None = None  # tools/sweep.py --config_file, reused by --resume
     project: str | None = None  # the W&B project and entity of the sweep's runs (for sync)
     entity: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return plain(dataclasses.asdict(self))
 
-def write_trial(path: str, record: TrialRecord) -> None:
-    write_yaml(path, record.to_dict())
-
-
-def write_sweep(path: str, header: SweepHeader, records: list[TrialRecord],
-                metric: Metric | None, rendered_rows: list[str] | None = None) -> None:
-    """Rewrite sweep.yaml with every trial so far and the totals.
-
-    ``rendered_rows`` caches each trial's row as YAML text (a row never changes once its
-    trial ended): without it, a 500-trial sweep spends most of its time re-rendering rows.
-    """
-    rows = rendered_rows if rendered_rows is not None else []
-    for record in records[len(rows):]:
-        rows.append(render_row(record))
-    trials = "trials:\n" + "".join(rows) if rows else "trials: []\n"
-    # Not fsynced: it grows with the sweep and is rebuilt from the journal, which is.
-    write_text(path, to_yaml({"sweep": _plain(dataclasses.asdict(header))}) + trials
-               + to_yaml({"totals": totals(records, metric)}), durable=False)
-
-
-def render_row(record: TrialRecord) -> str:
-    """One trial's row as the YAML list item it is in sweep.yaml's ``trials:``."""
-    return to_yaml([record.row()])
-
-
-def totals(records: list[TrialRecord], metric: Metric | None) -> dict[str, Any]:
-    """Counts per status and the best trial by its best metric value."""
-    counts: dict[str, Any] = {"trials": len(records)}
-    for status in TrialStatus:
-        counts[status.value] = sum(1 for r in records if r.status is status)
-    counts["best"] = None
-    best = best_trial(records, metric)
-    if best is not None:
-        counts["best"] = {"run": best.run, "metric": best.metric.best, "params": best.params}
-    return counts
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepHeader:
+        """sweep.yaml's ``sweep:`` block; keys it does not know are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["id"] = str(values.get("id") or "")
+        values.setdefault("name", None)
+        values["config"] = values.get("config") if isinstance(values.get("config"), dict) \
+            else {}
+        values["method"] = str(values.get("method") or "")
+        values.setdefault("metric", None)
+        values["started"] = str(values.get("started") or "")
+        values["state"] = SweepState(values.get("state") or SweepState.RUNNING.value)
+        return cls(**values)
 
 
 def best_trial(records: list[TrialRecord], metric: Metric | None) -> TrialRecord | None:
@@ -233,13 +243,13 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Plain YAML-safe data: enums to values, tuples to lists, NaN/inf to null."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, TrialStatus):
+        return [plain(v) for v in value]
+    if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
