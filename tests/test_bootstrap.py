@@ -107,7 +107,8 @@ def test_bootstrap_imports_nothing_at_start_up(tmp_path):
     code = "import sys; loaded = sorted(sys.modules); import json; print(json.dumps(loaded))"
     with_boot = set(json.loads(run_python(code, tmp_path).stdout))
     plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                           env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                           timeout=60)
     without = set(json.loads(plain.stdout))
     # the stack-dump handler (faulthandler and signal, in C), its small module and the
     # contract's names, only
