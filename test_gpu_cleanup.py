@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Does the GPU come back after a trial that leaks? ``python test_gpu_cleanup.py``
 
-The incident's own test (seed 003) allocated and freed memory inside one process and
+The incident's own test (README, "Background") allocated and freed memory inside one process and
 called ``empty_cache()``: it could not see what actually broke the sweep, memory held by
 processes that outlive a trial. This one runs real trials as subprocesses, through the
 orchestrator's own code (``RunningTrial``: launch, monitor, whole-tree stop, gc, the
@@ -9,8 +9,8 @@ adaptive wait), and then checks from outside, with NVML:
 
 0. ``context_only``: creates the CUDA context and allocates nothing, the reference that
    tells the context (hundreds of MB per process, freed only at exit) from an allocation.
-1. ``exit_without_free`` 150 and 200 MB (the seed's sizes): allocate on the GPU, keep it,
-   exit without freeing anything (no ``del``, no ``empty_cache``, no atexit).
+1. ``exit_without_free`` 150 and 200 MB (the incident's test's sizes): allocate on the GPU,
+   keep it, exit without freeing anything (no ``del``, no ``empty_cache``, no atexit).
 2. ``leak_global_and_worker`` 150 MB: a tensor leaked in a global, plus a DataLoader worker
    stuck in user code (holding host memory) that outlives the trial's main process.
 
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         child(args.mode, args.mb)
         return 0
 
-    from gpusweep.device import default_device
     from gpusweep.errors import BadInput
+    from gpusweep.visible import default_device
 
     try:
         device = default_device()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a memory test sweep through tools/sweep.py and check its records (seed 003's
+# Run a memory test sweep through tools/sweep.py and check its records (the incident's
 # integration test, rebuilt on gpusweep's records):
 #
 #   ./test_memory_cleanup.sh [SWEEP_FILE]     (default: sweeps/sweep_memory_test.yaml)

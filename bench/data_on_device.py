@@ -80,7 +80,7 @@ def main() -> None:
     from stockpred import engine
     from stockpred.cache import load_or_build
     from stockpred.config import load_config
-    from stockpred.split import make_split
+    from stockpred.walkforward import train_val_split
 
     device = engine.pick_device("auto")
     if device.type == "cpu":
@@ -93,7 +93,7 @@ def main() -> None:
         config = load_config(str(ROOT / "configs" / "stock_gru.yml"),
                              [("data.cache_dir", cache_dir)])
         cache, _ = load_or_build(config, log=lambda _: None)
-        split = make_split(cache, config, warn=lambda _: None)
+        split = train_val_split(cache, config, warn=lambda _: None)
         result: dict = {
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

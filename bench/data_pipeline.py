@@ -1,11 +1,11 @@
-"""The data pipeline at seed 000's scale: cache cold vs warm start, and DataLoader workers.
+"""The data pipeline at a real market's scale: cache cold vs warm start, DataLoader workers.
 
 1. Cold: build the memmap window cache of the synthetic market from scratch (1.6 million
    windows in the full run); warm: open it again. Each in its own process, so its peak RSS
    (ru_maxrss) is its own. Medians over repeats.
 2. One epoch of the training loader with 0 and 2 workers: the growth of private memory
    (USS: pages no other process shares) of each worker, and of the main process, from the
-   first batches to the last. Workers that copy the dataset (seed 001's leak, pytorch#13246)
+   first batches to the last. Workers that copy the dataset (the copy-on-read leak, pytorch#13246)
    grow by its size; workers that read a memmap do not.
 
     python bench/data_pipeline.py [--quick] [--json]
@@ -55,12 +55,12 @@ def phase_loader(cache_dir: str, tickers: int, days: int, workers: int) -> dict:
     import torch
 
     from stockpred.cache import WindowDataset, load_or_build, make_loader
-    from stockpred.split import make_split
+    from stockpred.walkforward import train_val_split
 
     torch.set_num_threads(1)
     config = config_for(cache_dir, tickers, days)
     cache, _ = load_or_build(config, log=lambda _: None)
-    split = make_split(cache, config, warn=lambda _: None)
+    split = train_val_split(cache, config, warn=lambda _: None)
     loader = make_loader(WindowDataset(cache, split.train), config.train.batch_size, True,
                          workers, seed=0)
     me = psutil.Process()

@@ -27,7 +27,7 @@ class UtilSampler:
     """The GPU's busy % every 100 ms while training runs (NVML, through gpusweep.device)."""
 
     def __init__(self) -> None:
-        from gpusweep.device import default_device
+        from gpusweep.visible import default_device
 
         self.device = default_device()
         self.values: list[float] = []
@@ -91,7 +91,7 @@ def main() -> None:
     from stockpred import engine
     from stockpred.cache import load_or_build
     from stockpred.config import load_config
-    from stockpred.split import make_split
+    from stockpred.walkforward import train_val_split
 
     device = engine.pick_device("auto")
     if device.type == "cpu":
@@ -104,7 +104,7 @@ def main() -> None:
         config = load_config(str(ROOT / "configs" / "stock_gru.yml"),
                              [("data.cache_dir", cache_dir)])
         cache, _ = load_or_build(config, log=lambda _: None)
-        split = make_split(cache, config, warn=lambda _: None)
+        split = train_val_split(cache, config, warn=lambda _: None)
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         result: dict = {"device": str(device), "gpu": gpu, "threads": torch.get_num_threads(),
                         "samples_per_measurement": samples, "repeats": repeats}

@@ -17,8 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from gpusweep import preflight
 from gpusweep.config import SweepSpec, load_sweep, project_problem
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 
@@ -155,18 +156,9 @@ def _load_spec(args: argparse.Namespace) -> SweepSpec:
         _resume_config_file(args)
         return spec
     spec = load_sweep(args.sweep_config)
-    args.config_file = _config_file(args.config_file)
-    _check_executable(spec, args.config_file)
+    args.config_file = preflight.config_file(args.config_file)
+    preflight.check_executable(spec, args.config_file)
     return spec
-
-
-def _config_file(path: str | None) -> str | None:
-    """``--config_file``'s file, as an absolute path (trials may chdir; resume may not)."""
-    if path is None:
-        return None
-    if not os.path.isfile(path):
-        raise BadInput(path, "--config_file", "no such file")
-    return os.path.abspath(path)
 
 
 def _resume_config_file(args: argparse.Namespace) -> None:
@@ -175,28 +167,11 @@ def _resume_config_file(args: argparse.Namespace) -> None:
 
     header = read_header(os.path.join(args.log_dir, args.resume))
     stored = header.config_file if header is not None else None
-    given = _config_file(args.config_file)
+    given = preflight.config_file(args.config_file)
     if given and stored and given != stored:
         raise BadInput(args.config_file, "--resume", f"sweep {args.resume} was started with "
                        f"--config_file {stored}")
     args.config_file = given or stored
-
-
-def _check_executable(spec: SweepSpec, config_file: str | None = None) -> None:
-    from gpusweep.launcher import build_argv, executable_problem, with_config_file
-
-    argv = build_argv(spec.command, spec.program, _sample_params(spec), "args.json")
-    if config_file:
-        argv = with_config_file(argv, config_file)
-    problem = executable_problem(argv)
-    if problem:
-        raise BadInput(spec.path, "command", problem)
-
-
-def _sample_params(spec: SweepSpec) -> dict[str, Any]:
-    from gpusweep.controller import Controller
-
-    return Controller(spec, seed="validate").propose([]) or {}
 
 
 def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from gpusweep import preflight
 from gpusweep.config import SweepSpec, load_sweep, parse_sweep
 from gpusweep.errors import BadInput
 
@@ -24,15 +25,14 @@ HEARTBEAT_ENV = "GPUSWEEP_HEARTBEAT_S"  # seconds between heartbeats (wandb agen
 
 def run_cloud(args: argparse.Namespace) -> int:
     """Create (``--wandb``) or join (``--sweep-id``) a W&B sweep and work on it."""
-    from gpusweep.cli import _check_executable, _config_file
     from gpusweep.cloud_check import check_cloud
     from gpusweep.cloud_source import trial_wandb_mode
 
     option = "--sweep-id" if args.sweep_id else "--wandb"
     local = load_sweep(args.sweep_config) if args.sweep_config else None
-    args.config_file = _config_file(args.config_file)
+    args.config_file = preflight.config_file(args.config_file)
     if local is not None:
-        _check_executable(local, args.config_file)
+        preflight.check_executable(local, args.config_file)
     trial_mode, mode_warning = trial_wandb_mode(dict(os.environ))
     os.environ["WANDB_MODE"] = "online"  # the orchestrator's own API calls
     check_cloud(option)

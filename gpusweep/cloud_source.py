@@ -30,11 +30,10 @@ from gpusweep.errors import EXIT_BAD_INPUT, EXIT_SWEEP_GONE, SweepAborted
 from gpusweep.records import TrialOrigin, TrialRecord
 from gpusweep.records.layout import SweepLayout
 from gpusweep.server_stop import server_stop_reason
-from gpusweep.source import Pending
+from gpusweep.source import Pending, Session
 from gpusweep.status import StopReason
 
 if TYPE_CHECKING:
-    from gpusweep.runner import SweepRunner
     from gpusweep.slots import Slot
     from gpusweep.trialrun import RunningTrial
 
@@ -66,14 +65,14 @@ class CloudSource:
         self.exit_requested = False
         self.exit_code: int | None = None
         self.summary_errors: list[str] = []
-        self._runner: SweepRunner | None = None
+        self._runner: Session | None = None
 
     # -- the session's calls ---------------------------------------------------------------
-    def restored(self, runner: SweepRunner, orphans: list[TrialRecord]) -> None:
+    def restored(self, runner: Session, orphans: list[TrialRecord]) -> None:
         """A restarted agent closes what it left running; the server decides what runs again
         (a run whose agent vanished is the server's to hand out)."""
 
-    def open(self, runner: SweepRunner) -> None:
+    def open(self, runner: Session) -> None:
         """Register one agent per slot, then start their heartbeats."""
         self._runner = runner
         if self.spec.isolation.oom.retry and self.display is not None:
@@ -89,7 +88,7 @@ class CloudSource:
         for channel in self.channels:
             channel.start()
 
-    def poll(self, runner: SweepRunner) -> None:
+    def poll(self, runner: Session) -> None:
         for index, channel in enumerate(self.channels):
             while not channel.commands.empty():
                 self._take(index, channel.commands.get_nowait())
@@ -98,7 +97,7 @@ class CloudSource:
             self._say("the W&B sweep was deleted or this agent is unknown to the server: "
                       "running trials end, then the agent stops")
 
-    def next_trial(self, runner: SweepRunner, slot: Slot) -> Pending | None:
+    def next_trial(self, runner: Session, slot: Slot) -> Pending | None:
         queue = self.queues[slot.index]
         if not queue or self.exit_requested or self._count_reached(runner):
             return None
@@ -107,7 +106,7 @@ class CloudSource:
     def put_back(self, slot: Slot, pending: Pending) -> None:
         self.queues[slot.index].insert(0, pending)
 
-    def stop_for(self, runner: SweepRunner, trial: RunningTrial,
+    def stop_for(self, runner: Session, trial: RunningTrial,
                  new_metric: bool) -> tuple[StopReason, str | None] | None:
         if self.exit_requested:
             return StopReason.INTERRUPT, "the W&B server sent exit"
@@ -119,7 +118,7 @@ class CloudSource:
     def started(self, slot: Slot, trial: RunningTrial) -> None:
         self.channels[slot.index].hold(trial.run_id)
 
-    def ended(self, runner: SweepRunner, slot: Slot | None, record: TrialRecord) -> None:
+    def ended(self, runner: Session, slot: Slot | None, record: TrialRecord) -> None:
         self.stops.discard(record.run)
         for channel in self.channels if slot is None else [self.channels[slot.index]]:
             channel.release(record.run)
@@ -142,7 +141,7 @@ class CloudSource:
             self.summary_errors.append(message)
             self._say(f"warning: {message}")
 
-    def over(self, runner: SweepRunner) -> bool:
+    def over(self, runner: Session) -> bool:
         if self.exit_requested or self.exit_code is not None:
             return not any(self.queues)
         return self._count_reached(runner)
@@ -194,7 +193,7 @@ class CloudSource:
         count = runner.options.count
         return count is None or runner.launched + queued < count
 
-    def _count_reached(self, runner: SweepRunner) -> bool:
+    def _count_reached(self, runner: Session) -> bool:
         count = runner.options.count
         return count is not None and runner.launched >= count
 

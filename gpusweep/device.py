@@ -313,21 +313,5 @@ def load_nvml(environ: Mapping[str, str] | None = None) -> ModuleType | None:
     return module
 
 
-def open_devices(environ: Mapping[str, str] | None = None) -> list[NvmlDevice]:
-    """Every device NVML can see (MIG instances expanded), in PCI bus order."""
-    from gpusweep.devicescan import scan_devices
-
-    return scan_devices(environ).devices
-
-
-def default_device(environ: Mapping[str, str] | None = None) -> Device:
-    """The first device ``CUDA_VISIBLE_DEVICES`` leaves visible, or a NullDevice."""
-    from gpusweep.devicescan import scan_devices
-    from gpusweep.visible import visible_devices
-
-    devices = visible_devices(scan_devices(environ), environ).devices
-    return devices[0] if devices else NullDevice()
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -40,6 +40,11 @@ class DeviceScan:
         return [unit for gpu in self.gpus for unit in gpu.units]
 
 
+def open_devices(environ: Mapping[str, str] | None = None) -> list[NvmlDevice]:
+    """Every device NVML can see (MIG instances expanded), in PCI bus order."""
+    return scan_devices(environ).devices
+
+
 def scan_devices(environ: Mapping[str, str] | None = None) -> DeviceScan:
     """Open every GPU NVML can see, each on its own: a bad one is reported, the rest kept."""
     nvml = load_nvml(environ)

@@ -41,8 +41,9 @@ class WaitResult:
 def fixed_wait_s(config: WaitConfig, peak_mb: float | None) -> float:
     """The length of ``mode: fixed``'s sleep: ``fixed_large_s`` past ``fixed_large_above_mb``.
 
-    Seed 003's fix slept 5 s after every trial; its proposed refinement waits longer after a
-    trial that used more than 1000 MB. ``peak_mb`` is the trial's peak (GPU if any, else host).
+    The incident's fix (README, "Background: the incident") slept 5 s after every trial; its
+    proposed refinement waits longer after a trial that used more than 1000 MB. ``peak_mb`` is
+    the trial's peak (GPU if any, else host).
     """
     if config.fixed_large_s is not None and peak_mb is not None \
             and peak_mb > config.fixed_large_above_mb:

@@ -33,10 +33,11 @@ class StopConfig:
 class WaitConfig:
     """The wait after each trial until the GPU is back to its baseline.
 
-    ``mode: fixed`` sleeps ``fixed_s`` like the incident's fix (seed 003: 5 s) and ``mode:
-    none`` does not wait at all, like W&B's agent; both exist only so the benchmarks can
-    compare. ``fixed_large_s`` is seed 003's proposed refinement (10 s when the trial's peak
-    passed 1000 MB); null keeps the fix as it shipped, ``fixed_s`` whatever the trial used.
+    ``mode: fixed`` sleeps ``fixed_s`` like the incident's fix (5 s; README, "Background") and
+    ``mode: none`` does not wait at all, like W&B's agent; both exist only so the benchmarks
+    can compare. ``fixed_large_s`` is the incident's proposed refinement (10 s when the trial's
+    peak passed 1000 MB); null keeps the fix as it shipped, ``fixed_s`` whatever the trial
+    used.
     """
 
     tolerance_mb: float = 256.0

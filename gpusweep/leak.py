@@ -1,8 +1,9 @@
 """Leak detection: the slope of memory against report steps, past the warm-up.
 
-Seed 001's leak grew RSS about 2 MiB per step; a least-squares slope separates that from
-allocator noise of hundredths of a MiB. Tensors do not show in tracemalloc, so the torch side
-uses the trial's own ``memory_allocated`` at each report.
+A typical training-loop leak (a tensor or list kept alive per step) grows RSS by MiBs per step;
+a least-squares slope separates that from allocator noise of hundredths of a MiB. Tensors do
+not show in tracemalloc, so the torch side uses the trial's own ``memory_allocated`` at each
+report.
 """
 
 from __future__ import annotations

@@ -14,11 +14,10 @@ from gpusweep.config import SweepSpec
 from gpusweep.controller import Controller
 from gpusweep.oom import backoff_params, retry_depth
 from gpusweep.records import TrialOrigin, TrialRecord
-from gpusweep.source import Pending
+from gpusweep.source import Pending, Session
 from gpusweep.status import StopReason, TrialStatus
 
 if TYPE_CHECKING:
-    from gpusweep.runner import SweepRunner
     from gpusweep.slots import Slot
     from gpusweep.trialrun import RunningTrial
 
@@ -37,7 +36,7 @@ class LocalSource:
         self.pending: list[Pending] = []
         self._exhausted = False
 
-    def restored(self, runner: SweepRunner, orphans: list[TrialRecord]) -> None:
+    def restored(self, runner: Session, orphans: list[TrialRecord]) -> None:
         """Run each orphan again (once), and each preempted trial; queue the OOM retries the
         dead orchestrator had not started yet."""
         retried = {r.retry_of for r in runner.records if r.retry_of}
@@ -56,13 +55,13 @@ class LocalSource:
             elif record.status is TrialStatus.OOM and record.run not in retried:
                 self._queue_oom_retry(runner, record)
 
-    def open(self, runner: SweepRunner) -> None:
+    def open(self, runner: Session) -> None:
         pass
 
-    def poll(self, runner: SweepRunner) -> None:
+    def poll(self, runner: Session) -> None:
         pass
 
-    def next_trial(self, runner: SweepRunner, slot: Slot) -> Pending | None:
+    def next_trial(self, runner: Session, slot: Slot) -> Pending | None:
         """Re-runs and OOM retries first; the engine is not asked again once it said the
         sweep is done (a finished grid), but a retry can still come from an ending trial."""
         count = runner.options.count
@@ -82,7 +81,7 @@ class LocalSource:
     def put_back(self, slot: Slot, pending: Pending) -> None:
         self.pending.insert(0, pending)
 
-    def stop_for(self, runner: SweepRunner, trial: RunningTrial,
+    def stop_for(self, runner: Session, trial: RunningTrial,
                  new_metric: bool) -> tuple[StopReason, str | None] | None:
         if new_metric and trial.run_id in self.controller.to_stop(runner.views()):
             return StopReason.HYPERBAND, None
@@ -91,14 +90,14 @@ class LocalSource:
     def started(self, slot: Slot, trial: RunningTrial) -> None:
         pass
 
-    def ended(self, runner: SweepRunner, slot: Slot | None, record: TrialRecord) -> None:
+    def ended(self, runner: Session, slot: Slot | None, record: TrialRecord) -> None:
         if record.status is TrialStatus.OOM:
             self._queue_oom_retry(runner, record)
 
     def after_finish(self, record: TrialRecord) -> None:
         pass
 
-    def over(self, runner: SweepRunner) -> bool:
+    def over(self, runner: Session) -> bool:
         return True  # nothing runs and nothing could start: the engine has no more
 
     def trial_environ(self, base: dict[str, str]) -> dict[str, str]:
@@ -107,7 +106,7 @@ class LocalSource:
     def close(self) -> None:
         pass
 
-    def _queue_oom_retry(self, runner: SweepRunner, record: TrialRecord) -> None:
+    def _queue_oom_retry(self, runner: Session, record: TrialRecord) -> None:
         """Run the same params again with a smaller batch, up to ``max_retries`` times."""
         config = self.spec.isolation.oom
         if not config.retry or retry_depth(record, runner.records) >= config.max_retries:

@@ -1,8 +1,9 @@
 """The memory model: predict a trial's peak memory from its params, before it runs.
 
-Seed 003's sweep died because nobody knew how much memory a trial would take. Memory of a
-training run is close to a product of powers of its size params (activations ~ batch x
-hidden x layers x window), so the model is a power law fitted by least squares on logs::
+A sweep cannot keep a trial that will not fit off a GPU unless it knows how much memory the
+trial will take (README, "Background: the incident"). Memory of a training run is close to a
+product of powers of its size params (activations ~ batch x hidden x layers x window), so the
+model is a power law fitted by least squares on logs::
 
     log peak_mb = b0 + sum_i b_i * log x_i        i.e.   peak_mb = e^b0 * prod x_i^b_i
 
@@ -16,6 +17,7 @@ Everything here is pure: plain records in, numbers out, numpy only.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,7 @@ from gpusweep.status import TrialStatus
 FIT_STATUSES = frozenset({TrialStatus.FINISHED, TrialStatus.STOPPED_EARLY, TrialStatus.TIMEOUT})
 DEFAULT_RIDGE = 1e-3
 _FLAT = 1e-9  # a feature whose log varies less than this is not varied at all
+MIN_FIT_TRIALS = 3  # fewer usable trials than this and predicted vs actual means nothing
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class MemoryModel:
         """Predicted peak in MB, or None when a feature is missing or not positive."""
         total = self.intercept
         for name, exponent in zip(self.features, self.exponents, strict=True):
-            value = param_value(params, name)
+            value = params_.number(params, name)
             if value is None or value <= 0:
                 return None
             total += exponent * math.log(value)
@@ -87,11 +90,6 @@ class MemoryModel:
 def param_value(params: Mapping[str, Any], name: str) -> float | None:
     """A numeric param by dotted name (see :mod:`gpusweep.params`)."""
     return params_.number(params, name)
-
-
-def with_param(params: Mapping[str, Any], name: str, value: Any) -> dict[str, Any]:
-    """A copy of ``params`` with one (dotted) param replaced, in the form it was found in."""
-    return params_.replace(params, name, value)
 
 
 def peak_of(record: TrialRecord, source: str) -> float | None:
@@ -151,7 +149,7 @@ def fit(observed: Sequence[Observation], features: Sequence[str], source: str = 
     """
     rows, peaks = [], []
     for obs in observed:
-        values = [param_value(obs.params, name) for name in features]
+        values = [params_.number(obs.params, name) for name in features]
         if all(v is not None and v > 0 for v in values):
             rows.append([math.log(v) for v in values])
             peaks.append(math.log(obs.peak_mb))
@@ -248,10 +246,10 @@ def shrink_to_fit(params: Mapping[str, Any], key: str,
     Values keep their type (an int batch stays an int). The last candidate is ``min_value``
     itself, so halving past it (100 -> 50 -> 25 -> 16 with min 16) still tries the minimum.
     """
-    value = param_value(params, key)
+    value = params_.number(params, key)
     if value is None:
         return dict(params) if fits(predicted_fn(params), margin, free_mb) else None
-    is_int = isinstance(_raw(params, key), int)
+    is_int = isinstance(params_.get(params, key), int)
     candidate = params
     while True:
         if fits(predicted_fn(candidate), margin, free_mb):
@@ -260,8 +258,41 @@ def shrink_to_fit(params: Mapping[str, Any], key: str,
             return None
         value = max(value / 2, min_value)
         value = int(value) if is_int else value
-        candidate = with_param(params, key, value)
+        candidate = params_.replace(params, key, value)
 
 
-def _raw(params: Mapping[str, Any], name: str) -> Any:
-    return params_.get(params, name)
+@dataclass(frozen=True)
+class Fit:
+    """The model fitted on a sweep's trials with each trial's predictions, or why there is none
+    (what the report shows)."""
+
+    features: tuple[str, ...]
+    model: MemoryModel | None = None
+    observed: tuple[Observation, ...] = ()
+    fitted: tuple[float | None, ...] = ()  # by the model fit on all trials
+    before: tuple[float | None, ...] = ()  # by a model fit on the trials before each one
+    note: str | None = None  # why there is no plot
+
+
+def memory_fit(records: Sequence[TrialRecord], features: Sequence[str]) -> Fit:
+    """The model on all trials, plus each trial's prediction before it was launched."""
+    if not features:
+        return Fit((), note="no features to fit: pass `--features a,b` or declare "
+                   "`isolation.fit.features` in the sweep file")
+    observed, source = observations(records)
+    model = fit(observed, features, source)
+    if model is None or model.n < MIN_FIT_TRIALS:
+        count = 0 if model is None else model.n
+        return Fit(tuple(features), note=f"too few trials with a {source} peak and every "
+                   f"feature ({count}, need {MIN_FIT_TRIALS}) to check a memory model")
+    fitted = tuple(model.predict(o.params) for o in observed)
+    before = tuple(before_launch(observed, features, source))
+    return Fit(tuple(features), model, tuple(observed), fitted, before)
+
+
+def median_abs_error(predicted: Sequence[float | None],
+                     observed: Sequence[Observation]) -> float | None:
+    """The median of |relative error| over the trials that have a prediction."""
+    errors = [abs(e) for p, o in zip(predicted, observed, strict=True)
+              if (e := relative_error(p, o.peak_mb)) is not None]
+    return statistics.median(errors) if errors else None

@@ -24,7 +24,7 @@ from gpusweep import proctree
 from gpusweep.cleanup import ProcessKey
 from gpusweep.device import Device
 from gpusweep.gputrack import GpuTrack
-from gpusweep.guards import available_mb
+from gpusweep.hostmemory import available_mb
 
 
 @dataclass(frozen=True)

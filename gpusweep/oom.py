@@ -15,7 +15,9 @@ from gpusweep.isolation import OomConfig
 from gpusweep.records import TrialRecord
 
 OOM_TYPES = frozenset({"OutOfMemoryError"})
-# Matched real OOM lines and rejected others (see shared/notes/gpu-memory.md). Not
+# What PyTorch raises when a device allocation fails: its caching allocator's "CUDA out of
+# memory. Tried to allocate ..." (HIP and XPU builds name their device), a failed CUDA
+# runtime call's "CUDA error: out of memory", cuBLAS failing to allocate its workspace. Not
 # CUDNN_STATUS_NOT_SUPPORTED: it is often an unsupported shape, and a retry would not help.
 OOM_PATTERN = re.compile(
     r"(CUDA|HIP|XPU) out of memory|CUDA error: out of memory|OutOfMemoryError"

@@ -17,13 +17,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from gpusweep import memfit
 from gpusweep.params import flatten, varied_params
 from gpusweep.status import TrialStatus
 
 if TYPE_CHECKING:
+    from gpusweep.memfit import Fit
     from gpusweep.records import TrialRecord
     from gpusweep.records.reader import SweepData
-    from gpusweep.report import Fit
 
 DPI = 110
 _COLORS = {  # one distinct colour per status (a test checks that none is missing)
@@ -331,8 +332,6 @@ def _log_ticks(axis: Any, low: float, high: float) -> None:
 # -- (d) predicted vs actual peak --------------------------------------------------------
 def predicted_vs_actual(fit: Fit, path: str) -> bool:
     """The memory model's predictions against the peaks the trials really had."""
-    from gpusweep.report import median_abs_error
-
     model = fit.model
     if model is None:
         return False
@@ -347,7 +346,7 @@ def predicted_vs_actual(fit: Fit, path: str) -> bool:
         pairs = [(a, p) for a, p in zip(actual, predicted, strict=True) if p is not None]
         if not pairs:
             continue
-        error = median_abs_error(predicted, fit.observed)
+        error = memfit.median_abs_error(predicted, fit.observed)
         ax.scatter(*zip(*pairs, strict=True), s=48, linewidth=1.3, zorder=3,
                    label=f"{label}: median |error| {error:.0%}", **style)
         shown += [p for _, p in pairs]

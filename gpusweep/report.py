@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,19 +26,6 @@ from gpusweep.records.reader import SweepData, fit_features, load_sweep_dir
 from gpusweep.status import TrialStatus
 
 PLOTS = ("timeline", "concurrency", "peaks", "metric", "fit")
-MIN_FIT_TRIALS = 3  # fewer usable trials than this and predicted vs actual means nothing
-
-
-@dataclass(frozen=True)
-class Fit:
-    """The memory model of the report, or why there is none."""
-
-    features: tuple[str, ...]
-    model: memfit.MemoryModel | None = None
-    observed: tuple[memfit.Observation, ...] = ()
-    fitted: tuple[float | None, ...] = ()  # by the model fit on all trials
-    before: tuple[float | None, ...] = ()  # by a model fit on the trials before each one
-    note: str | None = None  # why there is no plot
 
 
 @dataclass(frozen=True)
@@ -47,29 +33,6 @@ class Report:
     dir: str
     images: dict[str, str]  # plot key -> file name under report/
     markdown: str
-
-
-def memory_fit(records: Sequence[TrialRecord], features: Sequence[str]) -> Fit:
-    """The model on all trials, plus each trial's prediction before it was launched."""
-    if not features:
-        return Fit((), note="no features to fit: pass `--features a,b` or declare "
-                   "`isolation.fit.features` in the sweep file")
-    observed, source = memfit.observations(records)
-    model = memfit.fit(observed, features, source)
-    if model is None or model.n < MIN_FIT_TRIALS:
-        count = 0 if model is None else model.n
-        return Fit(tuple(features), note=f"too few trials with a {source} peak and every "
-                   f"feature ({count}, need {MIN_FIT_TRIALS}) to check a memory model")
-    fitted = tuple(model.predict(o.params) for o in observed)
-    before = tuple(memfit.before_launch(observed, features, source))
-    return Fit(tuple(features), model, tuple(observed), fitted, before)
-
-
-def median_abs_error(predicted: Sequence[float | None],
-                     observed: Sequence[memfit.Observation]) -> float | None:
-    errors = [abs(e) for p, o in zip(predicted, observed, strict=True)
-              if (e := memfit.relative_error(p, o.peak_mb)) is not None]
-    return statistics.median(errors) if errors else None
 
 
 def build(path: str, features: Sequence[str] | None = None) -> Report:
@@ -85,7 +48,7 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
         raise BadInput(out, "report", f"cannot write: {exc.strerror or exc}") from None
     if features:
         _check_features(path, features, data.records)
-    fit = memory_fit(data.records, list(features or fit_features(data.config)))
+    fit = memfit.memory_fit(data.records, list(features or fit_features(data.config)))
     images: dict[str, str] = {}
     drawers = (("timeline", plots.memory_timeline), ("concurrency", concurrency),
                ("peaks", plots.peak_bars),
@@ -113,7 +76,7 @@ def _check_features(path: str, features: Sequence[str], records: Sequence[Any]) 
                            f"trials (params: {', '.join(names)})")
 
 
-def render_markdown(data: SweepData, fit: Fit, images: Mapping[str, str]) -> str:
+def render_markdown(data: SweepData, fit: memfit.Fit, images: Mapping[str, str]) -> str:
     """report.md: the sweep in a few lines, the pictures, the model, one row per trial."""
     header = data.header
     lines = [f"# Sweep {header.name or header.id} ({header.id})", ""]
@@ -170,19 +133,19 @@ def sections(has_gpu: bool) -> list[tuple[str, str, str]]:
     ]
 
 
-def _fit_lines(fit: Fit) -> list[str]:
+def _fit_lines(fit: memfit.Fit) -> list[str]:
     if fit.model is None:
         return [f"Skipped: {fit.note}."]
     lines = [f"`{fit.model.describe()}`", ""]
     for label, predicted in (("fit on all trials", fit.fitted),
                              ("before launch", fit.before)):
-        error = median_abs_error(predicted, fit.observed)
+        error = memfit.median_abs_error(predicted, fit.observed)
         if error is not None:
             lines.append(f"- median |error|, {label}: {error:.1%}")
     return lines
 
 
-def trial_table(data: SweepData, fit: Fit) -> list[str]:
+def trial_table(data: SweepData, fit: memfit.Fit) -> list[str]:
     """The summary table: one row per trial, only the params that vary across trials."""
     flat = [flatten(r.params) for r in data.records]
     varied = varied_params(flat)

@@ -13,6 +13,7 @@ import sys
 
 import psutil
 
+from gpusweep.bootstrap._gpusweep_contract import TOKEN_ENV
 from gpusweep.records import SweepState, TrialRecord
 from gpusweep.records.journal import Replay
 from gpusweep.records.reader import SweepData, TrialRow, read_journal, read_sweep_dir, read_trial
@@ -85,7 +86,7 @@ def live_trial_tokens(tokens: set[str]) -> set[str]:
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            token = proc.environ().get("GPUSWEEP_TRIAL_TOKEN")
+            token = proc.environ().get(TOKEN_ENV)
         except (psutil.Error, OSError):
             continue
         if token in tokens:

@@ -28,8 +28,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gpusweep.device import NvmlDevice
-from gpusweep.devicescan import DeviceScan, PhysicalGpu
+from gpusweep.device import Device, NullDevice, NvmlDevice
+from gpusweep.devicescan import DeviceScan, PhysicalGpu, scan_devices
 
 ENV = "CUDA_VISIBLE_DEVICES"
 _LEGACY_MIG = re.compile(r"^MIG-GPU-(?P<gpu>[0-9a-fA-F-]+)/(?P<gi>\d+)/(?P<ci>\d+)$")
@@ -121,6 +121,12 @@ def visible_devices(scan: DeviceScan, environ: Mapping[str, str] | None = None) 
     """The devices the orchestrator's ``CUDA_VISIBLE_DEVICES`` leaves visible."""
     environ = os.environ if environ is None else environ
     return resolve(environ.get(ENV), scan.gpus)
+
+
+def default_device(environ: Mapping[str, str] | None = None) -> Device:
+    """The first device ``CUDA_VISIBLE_DEVICES`` leaves visible, or a NullDevice."""
+    devices = visible_devices(scan_devices(environ), environ).devices
+    return devices[0] if devices else NullDevice()
 
 
 def describe(devices: Sequence[NvmlDevice]) -> str:

@@ -1,11 +1,12 @@
 """Windows built once, kept on disk as memory-mapped arrays, read by the DataLoader in place.
 
-Seed 000/001's cache was an in-process hash table of raw data that grew until the OOM
-killer came, and its DataLoader workers each copied the Python objects they touched
-(pytorch issue 13246). Here nothing is held per window: one float32 matrix of every ticker's
-features (rows x features) plus, per window, its first row (int64) and its target (float32),
-all ``.npy`` files opened with ``mmap_mode="r"``. A batch is one fancy-index into the memmap,
-so workers share the page cache and host memory stays flat at any size.
+An in-process cache (a dict of raw data per key) grows until the OOM killer comes, and
+DataLoader workers each copy the Python objects they touch, since reading a Python object
+writes its reference count (pytorch issue 13246). Here nothing is held per window: one float32
+matrix of every ticker's features (rows x features) plus, per window, its first row (int64) and
+its target (float32), all ``.npy`` files opened with ``mmap_mode="r"``. A batch is one
+fancy-index into the memmap, so workers share the page cache and host memory stays flat at any
+size.
 
 The directory name is the sha256 of everything the arrays depend on (the data files'
 content, or the synthetic market's parameters, and the feature, window and target config),

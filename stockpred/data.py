@@ -3,20 +3,19 @@
 Every cleaning step is counted and reported, never silent. A file that cannot be used raises
 :class:`DataError` naming the file and the row (the line number in the file, header = 1), which
 ``tools/train.py`` turns into one line and exit 2. Unadjusted stock splits poison features
-scaled to the previous close (seed 001), so :func:`detect_splits` finds overnight jumps close to
-a split ratio that the day's own trading range does not bridge, and :func:`adjust_splits`
-back-adjusts them.
+scaled to the previous close (a 2:1 split looks like a -50% day), so :func:`detect_splits`
+finds overnight jumps close to a split ratio that the day's own trading range does not bridge,
+and :func:`adjust_splits` back-adjusts them.
 
-``python -m stockpred.data inspect DIR`` prints what the loader sees, per file.
+Its command line (``python -m stockpred.data inspect DIR``) is :mod:`stockpred.datacli`; the
+optional downloader is :mod:`stockpred.download`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -57,7 +56,7 @@ class CleanReport:
 
 
 @dataclass(frozen=True)
-class SplitEvent:
+class StockSplit:
     """An overnight price jump by ``ratio`` (old shares per new: 2.0 is a 2:1 split)."""
 
     date: str
@@ -74,7 +73,7 @@ class Ticker:
     name: str
     frame: pd.DataFrame  # columns: date (datetime64) and close, plus any of OPTIONAL
     report: CleanReport = field(default_factory=CleanReport)
-    splits: list[SplitEvent] = field(default_factory=list)
+    splits: list[StockSplit] = field(default_factory=list)
     source: str = ""  # the file's name, for notes; empty for the synthetic market
 
 
@@ -122,7 +121,7 @@ def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, CleanReport]:
 
 
 # -- splits ----------------------------------------------------------------------------------
-def detect_splits(frame: pd.DataFrame, tolerance: float = 0.06) -> list[SplitEvent]:
+def detect_splits(frame: pd.DataFrame, tolerance: float = 0.06) -> list[StockSplit]:
     """Overnight jumps within ``tolerance`` (log) of a split ratio, far outside normal moves.
 
     A split moves the whole day to the new level, so with High/Low present the previous close
@@ -146,11 +145,11 @@ def detect_splits(frame: pd.DataFrame, tolerance: float = 0.06) -> list[SplitEve
             bound = row["high"] if ratio > 1 else row["low"]
             if math.log(close[i] / bound) / math.log(ratio) < 0.5:
                 continue
-        events.append(SplitEvent(str(frame["date"].iloc[i + 1].date()), float(ratio)))
+        events.append(StockSplit(str(frame["date"].iloc[i + 1].date()), float(ratio)))
     return events
 
 
-def adjust_splits(frame: pd.DataFrame, events: list[SplitEvent]) -> pd.DataFrame:
+def adjust_splits(frame: pd.DataFrame, events: list[StockSplit]) -> pd.DataFrame:
     """Back-adjust: prices before each split divided by its ratio, volumes multiplied."""
     frame = frame.copy()
     for event in events:
@@ -236,118 +235,10 @@ def common_columns(tickers: list[Ticker]) -> set[str]:
     return {c for c in OPTIONAL if all(c in t.frame for t in tickers)}
 
 
-# -- command line ---------------------------------------------------------------------------
-def inspect(directory: str) -> int:
-    """Print rows, date range, gaps, cleaning and suspected splits per file.
-
-    A bad file gets its error line (on stderr) in its turn and the others are still shown,
-    so one pass finds every bad file; the exit status is then 2.
-    """
-    bad = 0
-    for path in csv_files(directory):
-        name = os.path.basename(path)
-        try:
-            frame, report = read_csv(path)
-        except DataError as exc:
-            sys.stdout.flush()
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            bad += 1
-            continue
-        if frame.empty:
-            print(f"{name}: no usable rows ({report})")
-            continue
-        days = frame["date"].diff().dt.days.to_numpy()[1:]
-        gaps = days[days > 4]  # a long weekend is 4 calendar days
-        longest = f" (longest {int(gaps.max())} days)" if len(gaps) else ""
-        splits = detect_splits(frame)
-        found = ", ".join(f"{s.date} {s.label}" for s in splits) or "none"
-        print(f"{name}: rows {len(frame)}, {frame['date'].iloc[0].date()} .. "
-              f"{frame['date'].iloc[-1].date()}, gaps {len(gaps)}{longest}, "
-              f"cleaning: {report}, suspected splits: {found}")
-    note = ignored_note(directory)
-    if note:
-        print(note)
-    return 2 if bad else 0
-
-
-def downloader_for(symbol: str, installed: set[str]) -> tuple[str, str]:
-    """Which installed downloader fetches ``symbol``, and the symbol it knows it by.
-
-    A 6-digit code is a KRX listing: FinanceDataReader takes it as is; yfinance only as
-    ``CODE.KS`` (KOSPI; give ``CODE.KQ`` yourself for KOSDAQ). Anything else goes to yfinance,
-    or to FinanceDataReader when yfinance is missing.
-    """
-    krx = re.fullmatch(r"\d{6}", symbol) is not None
-    order = ("fdr", "yfinance") if krx else ("yfinance", "fdr")
-    for name in order:
-        if name in installed:
-            return name, f"{symbol}.KS" if krx and name == "yfinance" else symbol
-    raise DataError("download", None, "needs yfinance or FinanceDataReader "
-                    "(pip install yfinance); never needed for synthetic data")
-
-
-def download(tickers: list[str], start: str, out: str) -> int:
-    """Fetch daily prices with yfinance or FinanceDataReader (KRX codes) into ``out``."""
-    import importlib.util
-
-    installed = {name for name, module in (("yfinance", "yfinance"),
-                                           ("fdr", "FinanceDataReader"))
-                 if importlib.util.find_spec(module)}
-    os.makedirs(out, exist_ok=True)
-    for symbol in tickers:
-        use, asked = downloader_for(symbol, installed)
-        try:
-            if use == "yfinance":
-                import yfinance
-
-                frame = yfinance.download(asked, start=start, auto_adjust=False,
-                                          progress=False)
-                if isinstance(frame.columns, pd.MultiIndex):
-                    frame.columns = frame.columns.get_level_values(0)
-            else:
-                import FinanceDataReader
-
-                frame = FinanceDataReader.DataReader(asked, start)
-        except Exception as exc:  # network, HTTP, the library's own parsing: one line
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise DataError(f"download {asked}", None,
-                            f"{use} failed: {type(exc).__name__}: {first}") from None
-        if frame is None or frame.empty:
-            raise DataError(f"download {asked}", None, f"{use} returned no rows "
-                            "(unknown symbol, or no network)")
-        frame.index.name = "Date"
-        frame.to_csv(os.path.join(out, f"{symbol}.csv"))
-        print(f"{symbol}: {len(frame)} rows ({use} {asked})")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stockpred.data")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("inspect", help="rows, dates, gaps, splits per file").add_argument("dir")
-    fetch = sub.add_parser("download", help="optional: yfinance / FinanceDataReader")
-    fetch.add_argument("tickers", help="comma-separated symbols")
-    fetch.add_argument("--start", default="2010-01-01")
-    fetch.add_argument("--out", default="data/prices")
-    synth = sub.add_parser("synth", help="write the synthetic market as Yahoo-style CSVs")
-    synth.add_argument("dir")
-    synth.add_argument("--tickers", type=int, default=8)
-    synth.add_argument("--days", type=int, default=500)
-    synth.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "inspect":
-            return inspect(args.dir)
-        if args.command == "download":
-            return download(args.tickers.split(","), args.start, args.out)
-        from stockpred.synthetic import write_csvs
-
-        write_csvs(args.dir, args.tickers, args.days, args.seed)
-        return 0
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
+# ``python -m stockpred.data``, the documented command, runs the CLI. Only then: this file is
+# ``__main__`` there, and datacli imports ``stockpred.data`` as another module, never this one,
+# so no import cycle forms (a static reading, farm-studio's, still draws one).
 if __name__ == "__main__":
+    from stockpred.datacli import main
+
     sys.exit(main())

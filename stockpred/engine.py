@@ -1,7 +1,7 @@
 """The training loop's parts: device, optimizer, schedule, one epoch, evaluation, early stop.
 
-Memory habits from seeds 000/001/004: metrics accumulate Python floats via ``.item()``
-(a tensor sum keeps every batch's graph alive: seed 001's ``abs()`` leak), evaluation runs
+Memory habits: metrics accumulate Python floats via ``.item()`` (a running tensor sum keeps
+every batch's autograd graph alive, a leak that grows each step), evaluation runs
 under ``torch.no_grad()``, and batches are dropped at the end of each step.
 """
 
@@ -36,7 +36,7 @@ def cpu_threads(requested: int, num_workers: int) -> int:
 
     Small recurrent models gain little from intra-op threads, and spinning OpenMP threads on
     a busy machine cost a lot: on the 2-core dev VM, 2 threads ran a GRU step 2x slower than
-    1 (seed 001 also went from 4 threads to 1 when training stalled).
+    1.
     """
     if requested:
         return requested
@@ -63,7 +63,7 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
 
 def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warmup over ``warmup_ratio`` of all steps (seed 001: ~1% beat ~10%), then cosine."""
+    """Warmup over ``warmup_ratio`` of all steps (~1% trained better than ~10%), then cosine."""
     warmup = max(1, round(train.warmup_ratio * total_steps)) if train.warmup_ratio else 0
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup, total_steps, train.min_lr_ratio))

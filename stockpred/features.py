@@ -1,12 +1,12 @@
 """Per-day features that use data up to that day only, clipped and scaled to [-1, 1].
 
-Prices are scaled to the previous close (seed 001: scaling to the window's last close let
-the level leak through and trained badly), volume to its trailing mean (log), and the
-indicators are ratios, so every feature is free of the price level and of split
-back-adjustment. Outliers are clipped rather than dropped (seed 001: dropping cost too many
-rows), then mapped linearly to [-1, 1]. Every rolling and exponential statistic here is
-causal (pandas ``rolling`` / ``ewm(adjust=False)``); ``tests/test_stockpred_features.py``
-proves it by perturbing the future.
+Prices are scaled to the previous close (scaled to the window's last close instead, the price
+level gets through and trains worse), volume to its trailing mean (log), and the indicators are
+ratios, so every feature is free of the price level and of split back-adjustment. Outliers are
+clipped rather than dropped (dropping them drops whole days, and the windows around them), then
+mapped linearly to [-1, 1]. Every rolling and exponential statistic here is causal (pandas
+``rolling`` / ``ewm(adjust=False)``); ``tests/test_stockpred_features.py`` proves it by
+perturbing the future.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The three architectures of seed 001, one small class each; all map (B, window, F) -> (B,).
+"""Three small recurrent architectures, one small class each; all map (B, window, F) -> (B,).
 
-The log went CNN+RNN, then LSTM with LayerNorm, then GRU. Each ends the same way: the last
+CNN+RNN, LSTM with LayerNorm, and GRU. Each ends the same way: the last
 step's hidden state, LayerNorm, dropout, a linear layer and a sigmoid, because the target
 is a probability-like value in (0, 1).
 """

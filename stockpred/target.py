@@ -4,11 +4,11 @@
     sigma_t = std(log(C[i] / C[i-1]) for i in t-v+1..t)   trailing daily volatility (ddof 1)
     y_t     = Phi(r_t / (max(sigma_t, min_vol) * sqrt(h)))
 
-Phi is the standard normal CDF. If daily returns were normal with volatility sigma_t, y_t
-would be exactly uniform on (0, 1); seed 001 found raw and log/sqrt-transformed targets
-skewed and went to a near-uniform target for that reason. y_t reads as the probability of a
-rise (0.5 = flat), the median constant scores an MAE near 0.25, and the seed's goal was 0.1.
-sigma_t uses rows up to t only; r_t is the only thing that looks ahead, as a target must.
+Phi is the standard normal CDF. If daily returns were normal with volatility sigma_t, y_t would
+be exactly uniform on (0, 1); raw returns, and their log or square root, are skewed, which is
+why the target is near-uniform instead. y_t reads as the probability of a rise (0.5 = flat),
+the median constant scores an MAE near 0.25, and the goal is 0.1. sigma_t uses rows up to t
+only; r_t is the only thing that looks ahead, as a target must.
 """
 
 from __future__ import annotations

@@ -118,3 +118,21 @@ def test_a_skipped_trial_is_recorded_on_its_slots_device(tmp_path, monkeypatch):
     assert skipped.predicted_peak_mb == round(skipped.predicted_peak_mb, 1)
     row = yaml.safe_load((tmp_path / runner.sweep_id / "sweep.yaml").read_text())["trials"][-1]
     assert row["device"] == "3: FakeGPU-skip"
+
+
+@pytest.mark.slow
+def test_a_skipped_trial_in_the_middle_of_a_grid_does_not_end_the_sweep(write_sweep,
+                                                                         run_sweep):
+    config = {
+        "program": "tests/programs/ballast.py", "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"batch_size": {"values": [8, 16, 32, 4096, 64, 24]},
+                       "hidden": {"value": 128}, "epochs": {"value": 1},
+                       "sleep": {"value": 0.05}},
+        "isolation": {"fit": {"features": ["batch_size"], "policy": "skip",
+                              "budget_mb": 300}},
+    }
+    result = run_sweep(write_sweep(config))
+    statuses = {r["params"]["batch_size"]: r["status"] for r in result.sweep["trials"]}
+    assert statuses == {8: "finished", 16: "finished", 32: "finished",
+                        4096: "skipped_no_fit", 64: "finished", 24: "finished"}

@@ -5,8 +5,10 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT
 
-from gpusweep.config import load_sweep, parse_sweep
+from gpusweep.config import MAX_GRID, grid_size, load_sweep, parse_sweep
+from gpusweep.controller import Controller, RunView
 from gpusweep.errors import BadInput
 from gpusweep.isolation import IsolationConfig
 
@@ -116,13 +118,13 @@ def test_w_and_b_schema_violations_are_reported():
     assert "frobnicate" in error.message
 
 
-def test_nothing_is_written_and_no_traceback_on_bad_input(tmp_path):
+def test_nothing_is_written_and_no_traceback_on_error_of(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(base(isolation={"timeot_s": 5})))
     log_dir = tmp_path / "log"
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config", str(bad), "--log-dir", str(log_dir)],
-        capture_output=True, text=True)
+        capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "isolation.timeot_s" in proc.stderr and str(bad) in proc.stderr
@@ -137,7 +139,7 @@ def test_unwritable_log_dir_is_exit_2(tmp_path):
     blocker.write_text("x")
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config", str(good), "--log-dir",
-         str(blocker / "log"), "--quiet"], capture_output=True, text=True)
+         str(blocker / "log"), "--quiet"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--log-dir" in proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -146,7 +148,8 @@ def test_command_that_cannot_start_is_exit_2(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(base(command=["no-such-binary-xyz", "${args}"])))
     proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", str(path),
-                           "--log-dir", str(tmp_path / "log")], capture_output=True, text=True)
+                           "--log-dir", str(tmp_path / "log")], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 2 and "no-such-binary-xyz" in proc.stderr
 
 
@@ -193,3 +196,87 @@ def test_dotted_and_nested_params_are_known_to_the_isolation_block():
                             isolation={"oom": {"retry": True, "key": "train.batch_size"}}),
                        "sweep.yaml")
     assert spec.isolation.oom.key == "train.batch_size"
+
+
+SLEEPER = "tests/programs/sleeper.py"
+
+
+def sweep(parameters=None, **extra):
+    config = {"program": SLEEPER, "method": "grid",
+              "parameters": parameters or {"x": {"values": [1, 2]}}}
+    config.update(extra)
+    return config
+
+
+def test_yaml_11_spellings_in_the_isolation_block(tmp_path):
+    text = """
+program: tests/programs/sleeper.py
+method: grid
+parameters: {x: {values: [1, 2]}}
+isolation:
+  fit: {policy: off}
+  wait: {poll_s: 1e-3}
+"""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    spec = load_sweep(str(path))
+    assert spec.isolation.fit.policy == "off"  # YAML read `off` as false
+    assert spec.isolation.wait.poll_s == 0.001  # and 1e-3 as a string
+
+
+@pytest.mark.parametrize("isolation, key", [
+    ({"timeout_s": float("nan")}, "isolation.timeout_s"),
+    ({"monitor": {"hz": float("inf")}}, "isolation.monitor.hz"),
+])
+def test_numbers_that_are_not_finite_are_refused(isolation, key):
+    error = error_of(sweep(isolation=isolation))
+    assert error.key == key and "finite" in str(error)
+
+
+def test_a_parameter_name_that_is_not_a_string():
+    error = error_of(sweep({1: {"values": [1]}}))
+    assert "parameter names must be strings" in str(error)
+
+
+def test_a_schema_error_names_its_parameter_and_the_yaml_number_trap():
+    error = error_of(sweep({"x": {"values": [1]},
+                             "lr": {"distribution": "normal", "mu": 0, "sigma": -1}},
+                            method="random"))
+    assert error.key == "parameters.lr"
+    error = error_of(sweep({"lr": {"distribution": "log_uniform_values", "min": "1e-5",
+                                    "max": 0.1}}, method="random"))
+    assert error.key == "parameters.lr" and "write it with a dot" in str(error)
+
+
+def test_a_grid_too_large_to_enumerate_is_refused_at_once():
+    error = error_of(sweep({"x": {"min": 1, "max": 10**9}}))
+    assert error.key == "parameters" and f"{MAX_GRID:,}" in str(error)
+
+
+def test_grid_size_counts_what_the_engine_enumerates():
+    parameters = {"a": {"values": [1, 2, 3]}, "b": {"min": 1, "max": 4},
+                  "c": {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.3},
+                  "d": {"parameters": {"e": {"values": ["u", "v"]}}}}
+    spec = parse_sweep(sweep(parameters), "s.yaml")
+    controller, views = Controller(spec, seed="count"), []
+    while (params := controller.propose(views)) is not None:
+        views.append(RunView(f"r{len(views)}", params, "finished"))
+    assert grid_size(parameters) == len(views) == 3 * 4 * 4 * 2
+
+
+def test_pack_and_shrink_that_could_never_act_are_refused():
+    params = {"batch_size": {"values": [8, 16]}, "hidden": {"values": [4]}}
+    error = error_of(sweep(params, isolation={"pack": True}))
+    assert error.key == "isolation.pack"
+    error = error_of(sweep(params, isolation={
+        "fit": {"features": ["hidden"], "policy": "shrink", "key": "batch_size"}}))
+    assert error.key == "isolation.fit.key"
+
+
+def test_a_project_name_wandb_would_refuse():
+    assert error_of(sweep(project="team/proj")).key == "project"
+    proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", "x.yaml",
+                           "--project", "a/b"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "--project 'a/b'" in proc.stderr and "Traceback" not in proc.stderr

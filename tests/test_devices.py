@@ -28,6 +28,7 @@ from gpusweep.gpuview import (
     namespace_evidence,
     split_usage,
 )
+from gpusweep.slots import choose_devices
 from gpusweep.visible import resolve
 
 
@@ -302,3 +303,9 @@ def test_holders_are_found_by_their_device_files_where_pids_are_the_hosts(sim):
         holder.kill()
         holder.wait(timeout=30)
     assert trial_holders({holder.pid}, listed, Namespace.FOREIGN) == set()
+
+
+def test_a_gpu_listed_twice_is_refused():
+    devices = [FakeDevice([0.0], index=0), FakeDevice([0.0], index=1)]
+    with pytest.raises(BadInput, match="listed twice"):
+        choose_devices("0,0", devices)

@@ -13,9 +13,9 @@ from conftest import ROOT, journal_tokens, processes_with_token, program
 pytestmark = pytest.mark.slow
 
 
-def test_seed_003s_command_line_is_accepted():
+def test_the_incidents_command_line_is_accepted():
     """``python tools/sweep.py --config_file configs/... --sweep-config sweeps/sweep_full.yaml``
-    (the incident report's own command): every trial gets that config file."""
+    (the incident's own command: README, "Background"): every trial gets that config file."""
     proc = subprocess.run([sys.executable, "tools/sweep.py", "--config_file",
                            "configs/test_memory.yml", "--sweep-config",
                            "sweeps/sweep_full.yaml", "--dry-run"], cwd=ROOT,
@@ -95,3 +95,18 @@ def test_sigterm_preempts_the_trials_and_resume_runs_them_again(write_sweep, tmp
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr  # nothing left: not run a second time
     assert len(yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["trials"]) == 4
+
+
+def test_a_relative_log_dir_survives_a_trial_that_changes_directory(tmp_path):
+    config = {"program": str(ROOT / "tests" / "programs" / "chdir_report.py"),
+              "method": "grid", "metric": {"name": "loss"},
+              "parameters": {"x": {"values": [1]}}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "sweep.py"), "--sweep-config",
+                           "s.yaml", "--log-dir", "rel-log", "--quiet"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, WANDB_MODE="disabled"))
+    assert proc.returncode == 0, proc.stderr
+    (sweep_dir,) = (tmp_path / "rel-log").iterdir()
+    (row,) = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["trials"]
+    assert row["status"] == "finished" and row["metric"] == 0.5

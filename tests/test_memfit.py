@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from gpusweep import memfit
+from gpusweep import memfit, params
 from gpusweep.memfit import Observation
 from gpusweep.records import GpuRecord, HostRecord, TrialRecord
 from gpusweep.status import TrialStatus
@@ -149,8 +149,8 @@ def test_fits_keeps_a_margin_and_passes_when_it_cannot_know():
     assert memfit.fits(1e9, 0.2, None)  # no device
 
 
-def linear(params):
-    return 10.0 * memfit.param_value(params, "train.batch_size")
+def linear(params_):
+    return 10.0 * params.number(params_, "train.batch_size")
 
 
 def test_shrink_to_fit_halves_the_batch_until_it_fits():

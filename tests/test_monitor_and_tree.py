@@ -1,6 +1,9 @@
-"""The monitor and the tree stop on real processes (no GPU: the NullDevice)."""
+"""The monitor, the wait for a trial's exit and the tree stop, on real processes (no GPU: the
+NullDevice)."""
 
+import errno
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -8,6 +11,7 @@ import time
 
 import psutil
 
+from gpusweep import slots
 from gpusweep.cleanup import end_tree, find_trial_processes
 from gpusweep.device import NullDevice
 from gpusweep.monitor import Monitor, trial_pids
@@ -147,3 +151,14 @@ def test_trial_pids_leave_out_the_service_subtree():
     parents = {10: 1, 11: 10, 12: 10, 13: 12, 14: 13}  # 12 is the service, 13 and 14 below it
     assert trial_pids(parents, {12}) == [10, 11]
     assert trial_pids(parents, set()) == [10, 11, 12, 13, 14]
+
+
+def test_without_pidfds_the_loop_still_sleeps(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    calls = []
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd, raising=False)
+    monkeypatch.setattr(select, "select", lambda r, w, x, t: calls.append((r, t)) or ([], [], []))
+    slots.wait_for_exit([os.getpid()], 0.05)
+    assert calls == [([], 0.05)]

@@ -92,7 +92,7 @@ def test_resume_records_the_gpu_waits_verdict_for_the_orphan(tmp_path):
         assert read_journal(sweep_dir).unended == []
     finally:
         orphan.kill()
-        orphan.wait()
+        orphan.wait(timeout=10)
 
 
 def test_resume_on_a_machine_without_gpu_records_what_its_wait_said(tmp_path):
@@ -107,7 +107,7 @@ def test_resume_on_a_machine_without_gpu_records_what_its_wait_said(tmp_path):
         assert record.cleanup.clean is True and record.cleanup.reason is None
     finally:
         orphan.kill()
-        orphan.wait()
+        orphan.wait(timeout=10)
 
 
 def test_an_orphan_with_nothing_left_to_end_is_unknown_not_clean(tmp_path):
@@ -117,3 +117,22 @@ def test_an_orphan_with_nothing_left_to_end_is_unknown_not_clean(tmp_path):
     record = read_trial(sweep_dir, "r1")
     assert record.status.value == "killed" and device.reads == 0
     assert record.cleanup.clean is None and record.cleanup.reason == NOT_WAITED
+
+
+def test_resume_does_not_kill_a_stranger_that_got_the_old_process_group(tmp_path):
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                start_new_session=True)
+    try:
+        spec = parse_sweep({"method": "grid", "command": ["true"],
+                            "parameters": {"x": {"values": [1]}}}, "s.yaml")
+        recorder = SweepRecorder(str(tmp_path), "abc", spec)
+        recorder.prepare(resume=False)
+        entry = StartEntry(run="r1", params={"x": 1}, token="dead-token", pgid=stranger.pid,
+                           t=time.time())
+        end = recorder.end_orphan(entry, grace_s=1)
+        record, ended = recorder.orphan_ended(entry, end, []), set(end.ended_pids)
+        assert record.status.value == "killed" and ended == set()
+        assert stranger.poll() is None  # still running
+    finally:
+        stranger.kill()
+        stranger.wait(timeout=10)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import ROOT, program
 
-from gpusweep import cli, report
+from gpusweep import cli, memfit, report
 from gpusweep.records.reader import load_sweep_dir
 
 PLOTS = ("timeline.png", "concurrency.png", "peaks.png", "metric.png", "fit.png")
@@ -189,7 +189,7 @@ def test_report_of_a_gpu_sweep_draws_gpu_and_host(tmp_path):
 
 def test_without_features_the_fit_is_skipped_with_a_note(tmp_path):
     data = load_sweep_dir(str(write_gpu_sweep(tmp_path)))
-    fit = report.memory_fit(data.records, report.fit_features(data.config))
+    fit = memfit.memory_fit(data.records, report.fit_features(data.config))
     assert fit.model is None
     markdown = report.render_markdown(data, fit, {"timeline": "timeline.png"})
     assert "Skipped: no features to fit" in markdown and "](fit.png)" not in markdown
@@ -198,7 +198,7 @@ def test_without_features_the_fit_is_skipped_with_a_note(tmp_path):
 
 def test_with_too_few_usable_trials_the_fit_is_skipped(tmp_path):
     data = load_sweep_dir(str(write_gpu_sweep(tmp_path)))
-    fit = report.memory_fit(data.records, ["train.batch_size", "no.such.param"])
+    fit = memfit.memory_fit(data.records, ["train.batch_size", "no.such.param"])
     assert fit.model is None and "too few trials" in fit.note
     assert "Skipped: too few trials" in report.render_markdown(data, fit, {})
 
@@ -221,10 +221,10 @@ def test_memory_fit_uses_gpu_peaks_and_predicts_before_launch():
         "signal": None, "started": "", "ended": "", "duration_s": 1.0,
         "gpu": {"peak_tree_mb": gpu_law(b, h)}, "host": {"peak_rss_mb": 100.0}})
         for run, b, h, status, _, _ in TRIALS]
-    fit = report.memory_fit(records, ["b", "h"])
+    fit = memfit.memory_fit(records, ["b", "h"])
     assert fit.model.source == "gpu" and fit.model.n == 5  # the failed trial is left out
     assert fit.before[:2] == (None, None) and all(p is not None for p in fit.before[2:])
-    assert report.median_abs_error(fit.fitted, fit.observed) < 0.1
+    assert memfit.median_abs_error(fit.fitted, fit.observed) < 0.1
 
 
 def test_a_sweep_with_two_slots_on_two_gpus_draws(tmp_path):

@@ -95,7 +95,7 @@ def test_resume_with_two_trials_in_flight(write_sweep, tmp_path):
     while time.monotonic() < deadline and len(list(log_dir.glob("*/*/events.jsonl"))) < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=30)
     (sweep_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
     tokens = journal_tokens(sweep_dir)
     # Each trial's launcher saw the orchestrator die and ended its tree (grace_s 10 at most).

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stockpred import data
+from stockpred import data, datacli, download
 from stockpred.data import DataError, detect_splits, read_csv
 from stockpred.synthetic import synthetic_market
 
@@ -159,12 +159,12 @@ def test_binary_and_directory_named_csv_are_one_data_error(tmp_path):
         read_csv(str(folder))
     with pytest.raises(DataError, match="X.csv: cannot read"):  # the cache key hashes files
         source_identity(DataConfig(source="csv", dir=str(folder.parent)))
-    assert data.main(["inspect", str(binary.parent)]) == 2
+    assert datacli.main(["inspect", str(binary.parent)]) == 2
 
 
 def test_split_detection_finds_a_planted_split(tmp_path):
     (_, frame), = synthetic_market(1, 400, seed=3, signal=0.0)
-    assert detect_splits(frame) == []  # seed 3's single ticker has no split of its own
+    assert detect_splits(frame) == []  # this ticker has no split of its own
     day = 250
     planted = frame.copy()
     planted.loc[day:, ["open", "high", "low", "close"]] /= 2.0
@@ -207,7 +207,7 @@ def test_inspect_prints_rows_dates_gaps_and_splits(tmp_path, capsys):
     gap_days = (frame["date"].iloc[110] - frame["date"].iloc[99]).days
     frame = frame.drop(index=range(100, 110))  # ten trading days missing
     frame.rename(columns=str.title).to_csv(tmp_path / "AAA.csv", index=False)
-    assert data.main(["inspect", str(tmp_path)]) == 0
+    assert datacli.main(["inspect", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "AAA.csv: rows 290" in out
     assert gap_days > 14 and f"gaps 1 (longest {gap_days} days)" in out
@@ -216,7 +216,7 @@ def test_inspect_prints_rows_dates_gaps_and_splits(tmp_path, capsys):
 
 def test_inspect_of_a_bad_file_exits_2_naming_it(tmp_path, capsys):
     write(tmp_path, "bad.csv", "Date,Close\n2020-01-02,x\n")
-    assert data.main(["inspect", str(tmp_path)]) == 2
+    assert datacli.main(["inspect", str(tmp_path)]) == 2
     assert "bad.csv: row 2: close is not a number" in capsys.readouterr().err
 
 
@@ -224,7 +224,7 @@ def test_inspect_reports_every_bad_file_and_goes_on(tmp_path, capsys):
     write(tmp_path, "A_BAD.csv", "Date,Close\n2020-01-02,x\n")
     write(tmp_path, "B_GOOD.csv", "Date,Close\n2020-01-02,1\n2020-01-03,2\n")
     write(tmp_path, "C_BAD.csv", "Date,Open\n2020-01-02,1\n")
-    assert data.main(["inspect", str(tmp_path)]) == 2
+    assert datacli.main(["inspect", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
     assert "B_GOOD.csv: rows 2" in out
     lines = err.strip().splitlines()
@@ -266,12 +266,12 @@ def test_unparsable_dates_are_one_line_without_pandas_warnings(tmp_path):
     ("005930.KQ", {"yfinance", "fdr"}, ("yfinance", "005930.KQ")),
 ])
 def test_download_routes_krx_codes_to_finance_data_reader(symbol, installed, expected):
-    assert data.downloader_for(symbol, installed) == expected
+    assert download.downloader_for(symbol, installed) == expected
 
 
 def test_download_routing_without_a_downloader_is_a_data_error():
     with pytest.raises(DataError, match="pip install yfinance"):
-        data.downloader_for("AAPL", set())
+        download.downloader_for("AAPL", set())
 
 
 def test_download_without_a_downloader_says_what_to_install(capsys):
@@ -279,12 +279,12 @@ def test_download_without_a_downloader_says_what_to_install(capsys):
 
     if importlib.util.find_spec("yfinance") or importlib.util.find_spec("FinanceDataReader"):
         pytest.skip("a downloader is installed; this test is about its absence")
-    assert data.main(["download", "AAPL"]) == 2
+    assert datacli.main(["download", "AAPL"]) == 2
     assert "pip install yfinance" in capsys.readouterr().err
 
 
 def test_synth_writes_yahoo_csvs_that_load_back(tmp_path):
-    assert data.main(["synth", str(tmp_path), "--tickers", "2", "--days", "120"]) == 0
+    assert datacli.main(["synth", str(tmp_path), "--tickers", "2", "--days", "120"]) == 0
     tickers = data.load_dir(str(tmp_path), adjust=False)
     assert [t.name for t in tickers] == ["SYN0000", "SYN0001"]
     (_, frame), _ = synthetic_market(2, 120, seed=0)

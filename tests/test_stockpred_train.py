@@ -15,7 +15,7 @@ from stockpred import engine
 from stockpred.cache import WindowDataset, load_or_build, make_loader
 from stockpred.config import load_config, replace
 from stockpred.models import build_model
-from stockpred.split import make_split
+from stockpred.walkforward import train_val_split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "configs", "test_memory.yml")
@@ -35,7 +35,7 @@ def learnable(tmp_path_factory):
     cache_dir = str(tmp_path_factory.mktemp("cache"))
     config = load_config(TINY, [("data.cache_dir", cache_dir), ("data.signal", "1.0")])
     cache, _ = load_or_build(config, log=lambda m: None)
-    return config, cache, make_split(cache, config)
+    return config, cache, train_val_split(cache, config)
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm", "cnn_rnn"])

@@ -123,7 +123,7 @@ def test_dry_run_prints_argv_and_writes_nothing(write_sweep, tmp_path):
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config",
          str(write_sweep(grid("quadratic.py", [1, 2]))), "--log-dir", str(log_dir),
-         "--dry-run"], cwd=ROOT, capture_output=True, text=True)
+         "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
     assert "trial 1: {'x': 1}" in proc.stdout and "'--x=2'" in proc.stdout
     assert not log_dir.exists()
@@ -136,7 +136,7 @@ def test_the_orchestrator_never_imports_torch(write_sweep, tmp_path):
             f"{str(tmp_path / 'log')!r}, '--quiet']); "
             "print('TORCH', 'torch' in sys.modules); sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True)
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TORCH False" in proc.stdout
 
@@ -174,7 +174,7 @@ def test_live_table_fits_an_80_column_log(write_sweep, tmp_path):
     proc = subprocess.run(
         [sys.executable, "tools/sweep.py", "--sweep-config", str(write_sweep(config)),
          "--log-dir", str(tmp_path / "log")], cwd=ROOT, capture_output=True, text=True,
-        env=dict(os.environ, COLUMNS="80"))
+        env=dict(os.environ, COLUMNS="80"), timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if " run " in line)

@@ -1,4 +1,5 @@
-"""The two scripts users run by hand (seed 003), run here on CPU; and sweepcheck's decisions."""
+"""The two scripts users run by hand (README, "The two cleanup scripts"), run here on CPU;
+and sweepcheck's decisions."""
 
 import os
 import subprocess

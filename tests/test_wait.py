@@ -1,11 +1,17 @@
 """The adaptive wait, driven by a FakeDevice (a fake GPU replaying NVML readings)."""
 
+from pathlib import Path
+
+import yaml
 from fakes import FakeClock, FakeDevice
 
 from gpusweep.cleanup import fixed_wait_s, wait_until_clean
+from gpusweep.config import parse_sweep
 from gpusweep.device import Namespace, NullDevice
+from gpusweep.display import QuietDisplay
 from gpusweep.gpuview import Baseline, Usage, judge
 from gpusweep.isolation import WaitConfig
+from gpusweep.runner import SweepOptions, SweepRunner
 
 NOBODY = Usage(0.0, 0.0, 0.0, False)  # NVML lists no process at all
 
@@ -87,7 +93,7 @@ def test_fixed_mode_sleeps_like_the_incident_fix():
 
 
 def test_fixed_wait_is_flat_unless_a_large_wait_is_set():
-    # Seed 003's fix as it shipped: 5 s whatever the trial used.
+    # The incident's fix as it shipped (README, "Background"): 5 s whatever the trial used.
     assert fixed_wait_s(WaitConfig(), 8000.0) == 5.0
     # Its proposed refinement: longer only past the threshold (strictly above it).
     config = WaitConfig(fixed_s=5.0, fixed_large_s=10.0, fixed_large_above_mb=1000.0)
@@ -128,3 +134,17 @@ def test_a_failing_reading_is_retried_until_max_s_and_ends_unknown():
 
     result, _ = wait(Silent([0.0]), WaitConfig(max_s=1.0, poll_s=0.25))
     assert result.clean is None and result.wait_s == 1.0 and "Unknown" in result.reason
+
+
+def test_a_dirty_gpu_with_on_dirty_abort_stops_a_local_sweep(tmp_path, capsys):
+    """FAKE GPU: 100 MB before the first trial, then 800 MB that never come back."""
+    spec = parse_sweep({"program": "tests/programs/sleeper.py", "method": "grid",
+                        "parameters": {"x": {"values": [1, 2, 3]}, "seconds": {"value": 0.1}},
+                        "isolation": {"on_dirty": "abort",
+                                      "wait": {"max_s": 0.3, "poll_s": 0.05}}}, "s.yaml")
+    runner = SweepRunner(spec, SweepOptions(log_dir=str(tmp_path / "log")),
+                         [FakeDevice([100.0, 900.0])], QuietDisplay())
+    assert runner.run() == 3
+    record = yaml.safe_load(Path(runner.sweep_dir, "sweep.yaml").read_text())
+    assert record["sweep"]["state"] == "aborted" and len(record["trials"]) == 1
+    assert "GPU did not come back clean" in capsys.readouterr().err

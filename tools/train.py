@@ -32,7 +32,7 @@ from stockpred.config import (  # noqa: E402
 )
 from stockpred.data import DataError  # noqa: E402
 from stockpred.models import build_model  # noqa: E402
-from stockpred.split import make_split  # noqa: E402
+from stockpred.walkforward import train_val_split  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -70,7 +70,7 @@ def train(config: Config, output_dir: str) -> dict:
         f"({cache.path})")
 
     # -- split and loaders ---------------------------------------------------------------------
-    split = make_split(cache, config, warn=lambda m: print(m, file=sys.stderr, flush=True))
+    split = train_val_split(cache, config, warn=lambda m: print(m, file=sys.stderr, flush=True))
     say(f"split: {split.summary()}")
     baseline = float(np.median(cache.targets[split.train]))
     baseline_mae = float(np.mean(np.abs(cache.targets[split.val] - baseline)))

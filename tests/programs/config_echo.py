@@ -1,4 +1,4 @@
-"""Reports which --config_file it was given (the seed's tools/train.py takes one)."""
+"""Reports which --config_file it was given (tools/train.py takes one)."""
 
 import argparse
 

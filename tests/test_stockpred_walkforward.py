@@ -5,7 +5,7 @@ import pytest
 
 from stockpred.cache import load_or_build
 from stockpred.config import Config, ConfigError, apply_overrides, replace
-from stockpred.split import SHUFFLE_WARNING, make_split, shuffled, walk_forward
+from stockpred.walkforward import SHUFFLE_WARNING, shuffled, train_val_split, walk_forward
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_embargo_shorter_than_horizon_plus_window_is_refused():
 def test_shuffle_mixes_days_and_warns(cache):
     warnings = []
     config = replace(Config(), split={"mode": "shuffle", "val_fraction": 0.25})
-    split = make_split(cache, config, warn=warnings.append)
+    split = train_val_split(cache, config, warn=warnings.append)
     assert warnings == [SHUFFLE_WARNING]
     assert split.mode == "shuffle" and len(split.train) + len(split.val) == len(cache)
     days = cache.dates[cache.starts]

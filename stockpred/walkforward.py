@@ -7,9 +7,9 @@ last input row) and its target looks to t + horizon; it is kept only when
 horizon + window, the gap between a training target's last day and the first validation
 input day is at least ``window`` rows: no window, input or target, overlaps the other side.
 
-Shuffle (seed 001's random.shuffle) puts neighbouring, overlapping windows of the same days on
-both sides, so validation scores what the model memorised; it exists only to measure by how
-much it flatters and always warns.
+Shuffle (``random.shuffle`` over the windows) puts neighbouring, overlapping windows of the
+same days on both sides, so validation scores what the model memorised; it exists only to
+measure by how much it flatters and always warns.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ SHUFFLE_WARNING = ("warning: split.mode=shuffle puts overlapping windows of the 
 
 
 @dataclass(frozen=True)
-class Split:
+class TrainValSplit:
     train: np.ndarray  # window ids, sorted
     val: np.ndarray
     mode: str
@@ -43,7 +43,7 @@ class Split:
                 "embargo": self.embargo, "val_start": self.val_start}
 
 
-def walk_forward(cache: WindowCache, val_fraction: float, embargo: int) -> Split:
+def walk_forward(cache: WindowCache, val_fraction: float, embargo: int) -> TrainValSplit:
     """Validation after ``val_start``; training windows end ``embargo`` rows before it."""
     starts = cache.starts
     start_days = cache.dates[starts]
@@ -60,18 +60,18 @@ def walk_forward(cache: WindowCache, val_fraction: float, embargo: int) -> Split
         raise DataError(cache.path, None, f"walk-forward split left {len(train)} train and "
                         f"{len(val)} validation windows; need more days or another val_fraction")
     day = np.datetime64(cut, "D")
-    return Split(train, val, "walk_forward", embargo, str(day))
+    return TrainValSplit(train, val, "walk_forward", embargo, str(day))
 
 
-def shuffled(n_windows: int, val_fraction: float, seed: int) -> Split:
+def shuffled(n_windows: int, val_fraction: float, seed: int) -> TrainValSplit:
     """A random split of window ids (flattering: see the module docstring)."""
     order = np.random.default_rng(seed).permutation(n_windows)
     n_val = max(1, int(round(val_fraction * n_windows)))
-    return Split(np.sort(order[n_val:]), np.sort(order[:n_val]), "shuffle")
+    return TrainValSplit(np.sort(order[n_val:]), np.sort(order[:n_val]), "shuffle")
 
 
-def make_split(cache: WindowCache, config: Config,
-               warn: Callable[[str], None] = print) -> Split:
+def train_val_split(cache: WindowCache, config: Config,
+               warn: Callable[[str], None] = print) -> TrainValSplit:
     """The split the config asks for."""
     if config.split.mode == "shuffle":
         warn(SHUFFLE_WARNING)
