@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,13 +24,37 @@ WINDOW_S = 0.3
 
 
 def auto_sweep(write_sweep, trials: int, mb: float, seconds: float, **isolation) -> Path:
+    """Each trial holds ``mb`` and waits for the file ``go`` (see :func:`go_when_held`)
+    before its ``seconds``, so the first ones are all still running when auto stops adding
+    them, however slowly this machine starts a trial."""
     return write_sweep({
         "program": program("sim_gpu.py"), "method": "grid",
         "metric": {"name": "loss", "goal": "minimize"},
         "parameters": {"x": {"values": list(range(trials))}, "mb": {"value": mb},
-                       "seconds": {"value": seconds}, "touch_at_exit": {"value": "grow"}},
+                       "seconds": {"value": seconds}, "touch_at_exit": {"value": "grow"},
+                       "await_file": {"value": "go"}},
         "isolation": {"slots": "auto", "utilization_window_s": WINDOW_S,
                       "stop": {"grace_s": 1}, "wait": {"max_s": 5.0}, **isolation}})
+
+
+def go_when_held(state: Path, count: int, settle_s: float = 3 * WINDOW_S) -> threading.Thread:
+    """Touch ``go`` once ``count`` trials hold memory and no other has come for a while (or
+    after 50 s: the trials give up waiting at 60 s, and the count then shows what auto did)."""
+
+    def watch() -> None:
+        deadline, since = time.monotonic() + 50, None
+        while time.monotonic() < deadline:
+            held = len(list((state / "alloc").glob("*.json"))) if (state / "alloc").is_dir() \
+                else 0
+            since = (since or time.monotonic()) if held >= count else None
+            if since is not None and time.monotonic() - since >= settle_s:
+                break
+            time.sleep(0.05)
+        (state / "go").touch()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 def most_at_once(memories) -> int:
@@ -41,7 +66,8 @@ def test_auto_reaches_the_count_the_utilization_allows(tmp_path, write_sweep, ru
     # 1000 MB is 25 % of util_full_mb 4000: three trials are 75 % (< 85 %: one more), four
     # are 100 %: auto stops at four on a 40 GB GPU where memory would allow forty.
     scenario = compose.scenario(tmp_path, [compose.gpu(0)])
-    result = run_sweep(auto_sweep(write_sweep, 8, 1000, 5.0), env=compose.environ(scenario),
+    go_when_held(Path(yaml.safe_load(scenario.read_text())["state_dir"]), 4)
+    result = run_sweep(auto_sweep(write_sweep, 8, 1000, 1.0), env=compose.environ(scenario),
                        timeout=240)
     assert result.returncode == 0, result.proc.stderr
     memories = result.memories()
@@ -67,7 +93,8 @@ def test_auto_is_bounded_by_memory_and_backs_off_when_memory_runs_short(
             time.sleep(0.02)
         # The first trial to end touches "grow": the colleague then holds 4100 MB, which
         # leaves room for three trials (3600 - 2000 >= 1100), not a fourth.
-        result = run_sweep(auto_sweep(write_sweep, 12, 1000, 6.0), env=env, timeout=300)
+        go_when_held(state, 8)  # 7 trials and the colleague
+        result = run_sweep(auto_sweep(write_sweep, 12, 1000, 2.0), env=env, timeout=300)
     finally:
         colleague.terminate()
         colleague.wait(timeout=30)
