@@ -1,6 +1,6 @@
 """Before a launch: does the trial's predicted peak fit in what its device has free?
 
-Seed 003's recommendation, "predict peak memory": a power law fitted on the sweep's ended
+Peak memory is predicted, not guessed: a power law fitted on the sweep's ended
 trials (:mod:`gpusweep.memfit`) predicts the next trial's peak; the policy then runs it,
 shrinks its batch until it fits, or skips it; with several slots on one device (``pack``) a
 trial that does not fit beside its running neighbours waits for one of them to end.
@@ -15,8 +15,9 @@ from enum import Enum
 from typing import Any
 
 from gpusweep import memfit
+from gpusweep import params as params_
 from gpusweep.device import Device
-from gpusweep.guards import available_mb
+from gpusweep.hostmemory import available_mb
 from gpusweep.isolation import FitConfig, IsolationConfig
 from gpusweep.records import TrialRecord
 
@@ -68,7 +69,7 @@ def decide(
         if smaller is not None:
             return Admission(Action.RUN, smaller, model.predict(smaller), free_mb,
                              f"{why}: {shrink_key} shrunk to "
-                             f"{memfit.param_value(smaller, shrink_key):g}")
+                             f"{params_.number(smaller, shrink_key):g}")
         return Admission(Action.SKIP, dict(params), predicted, free_mb,
                          f"{why}, even with {shrink_key} at {config.min}")
     if config.policy == "skip":

@@ -151,11 +151,3 @@ class StallWindow:
         return (f"no report, {cpu_used:.2f} s of CPU{gpu} in the whole tree in the last "
                 f"{self.stall_s:g} s (isolation.stall_s)")
 
-
-def __getattr__(name: str) -> object:
-    """The probes' old names (admission and trialrun, until they import gpusweep.hostmemory)."""
-    if name in ("available_mb", "machine_memory_mb"):
-        from gpusweep import hostmemory
-
-        return getattr(hostmemory, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

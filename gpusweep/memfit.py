@@ -87,11 +87,6 @@ class MemoryModel:
         return text
 
 
-def param_value(params: Mapping[str, Any], name: str) -> float | None:
-    """A numeric param by dotted name (see :mod:`gpusweep.params`)."""
-    return params_.number(params, name)
-
-
 def peak_of(record: TrialRecord, source: str) -> float | None:
     """The peak the model fits: the trial's own GPU memory, or the host RSS of its tree
     without wandb's service (whose RSS swings with what it buffers, not with the trial's size).

@@ -29,6 +29,7 @@ from typing import Any
 from gpusweep import signals
 from gpusweep.admission import Action, Admission, admit, with_prediction_error
 from gpusweep.baseline import DeviceBaselines
+from gpusweep.bootstrap import _gpusweep_contract as contract
 from gpusweep.cleanup import WaitResult, end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
@@ -268,9 +269,9 @@ class SweepRunner:
         self.source.ended(self, slot, record)
 
     def _trial_env(self) -> dict[str, str]:
-        env = {"GPUSWEEP_LEAK_WARMUP": str(self.spec.isolation.leak.warmup_steps)}
+        env = {contract.LEAK_WARMUP_ENV: str(self.spec.isolation.leak.warmup_steps)}
         if self.options.profile_leaks:
-            env["GPUSWEEP_PROFILE_LEAKS"] = "1"
+            env[contract.PROFILE_LEAKS_ENV] = "1"
         if self.options.entity:
             env["WANDB_ENTITY"] = self.options.entity
         return env

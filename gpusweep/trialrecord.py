@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gpusweep import guards
+from gpusweep import guards, hostmemory
 from gpusweep.bootstrap._gpusweep_secrets import redact
 from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.device import DeviceInfo
@@ -149,7 +149,7 @@ def error_tail(text: str, lines: int) -> str:
 
 @functools.cache
 def machine_mb() -> float | None:
-    return guards.machine_memory_mb()
+    return hostmemory.machine_memory_mb()
 
 
 def rounded(value: float | None) -> float | None:
