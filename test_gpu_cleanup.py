@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from gpusweep.errors import BadInput
-    from gpusweep.visible import default_device
+    from gpusweep.gpu.visible import default_device
 
     try:
         device = default_device()

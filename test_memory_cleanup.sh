@@ -42,7 +42,7 @@ if [ "${#sweep_dirs[@]}" -ne 1 ]; then
     exit 1
 fi
 
-PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m gpusweep.sweepcheck "${sweep_dirs[0]}"
+PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m gpusweep.report.check "${sweep_dirs[0]}"
 rc=$?
 if [ "$rc" -ne 0 ] || [ "${KEEP_LOG:-0}" = "1" ]; then
     echo "records kept in ${sweep_dirs[0]}"

@@ -28,7 +28,7 @@ def machine() -> dict[str, Any]:
     """CPU, cores, RAM and the GPU (through NVML, as the orchestrator sees it)."""
     import psutil
 
-    from gpusweep.devicescan import open_devices
+    from gpusweep.gpu.scan import open_devices
 
     gpus = [d.info.name for d in open_devices()]
     cpu = platform.processor() or platform.machine()
@@ -52,7 +52,7 @@ class Sweep(NamedTuple):
 
 def first_gpu() -> str | None:
     """The name of the GPU a sweep uses by default (the first one), or None on a CPU machine."""
-    from gpusweep.devicescan import open_devices
+    from gpusweep.gpu.scan import open_devices
 
     devices = open_devices()
     return devices[0].info.name if devices else None

@@ -3,7 +3,7 @@
 Each cycle starts a trial, waits for its exit and ends its tree exactly as the orchestrator
 does. ``direct`` is the path before the launcher (``Popen`` in a new session, then
 ``end_tree`` on its group, token and seen processes); ``subreaper`` starts it through
-``gpusweep/reaper.py`` (``containment.start``, ``TrialContainment.end``); ``cgroup`` does
+``gpusweep/process/reaper.py`` (``containment.start``, ``TrialContainment.end``); ``cgroup`` does
 the same in a cgroup v2 of its own, where this machine delegates one. The trial is
 ``/bin/true`` (its own run time is in every path alike), and separately a ``sleep`` stopped
 while it runs (SIGTERM, which it obeys). Paths alternate cycle by cycle; medians.
@@ -24,9 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import emit, median  # noqa: E402
-from gpusweep import cgroup, containment  # noqa: E402
 from gpusweep.cleanup import end_tree  # noqa: E402
 from gpusweep.isolation import IsolationConfig, StopConfig  # noqa: E402
+from gpusweep.process import (
+    cgroup,  # noqa: E402
+    containment,  # noqa: E402
+)
 from gpusweep.records.layout import TrialPaths  # noqa: E402
 
 GRACE_S = 5.0

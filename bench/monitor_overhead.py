@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import emit, median  # noqa: E402
-from gpusweep.monitor import Monitor  # noqa: E402
-from gpusweep.visible import default_device  # noqa: E402
+from gpusweep.gpu.visible import default_device  # noqa: E402
+from gpusweep.process.monitor import Monitor  # noqa: E402
 
 TREE = textwrap.dedent("""
     import subprocess, sys, time

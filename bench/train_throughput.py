@@ -24,10 +24,10 @@ from bench.common import ROOT, emit, median  # noqa: E402
 
 
 class UtilSampler:
-    """The GPU's busy % every 100 ms while training runs (NVML, through gpusweep.device)."""
+    """The GPU's busy % every 100 ms while training runs (NVML, through gpusweep.gpu.device)."""
 
     def __init__(self) -> None:
-        from gpusweep.visible import default_device
+        from gpusweep.gpu.visible import default_device
 
         self.device = default_device()
         self.values: list[float] = []

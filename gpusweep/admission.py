@@ -16,7 +16,7 @@ from typing import Any
 
 from gpusweep import memfit
 from gpusweep import params as params_
-from gpusweep.device import Device
+from gpusweep.gpu.device import Device
 from gpusweep.hostmemory import available_mb
 from gpusweep.isolation import FitConfig, IsolationConfig
 from gpusweep.records import TrialRecord

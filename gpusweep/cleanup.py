@@ -8,13 +8,13 @@ serve it: wandb's service runs in its own session and must outlive the trial's `
 (``run.finish()``) to write the run; it leaves on its own with the trial, and is only an
 escapee if it is still there afterwards.
 
-A trial started through its launcher (:class:`~gpusweep.trialprocess.TrialProcess`) is
+A trial started through its launcher (:class:`~gpusweep.process.trialprocess.TrialProcess`) is
 stopped by the launcher, which does exactly that over its own subtree: being a subreaper, it
 holds every orphan of the trial however it detached. Then the scan here is the second net:
 processes that carry the trial's token in their environment, were seen in its tree, or are
 still in its cgroup (what a killed launcher left behind).
 
-The GPU wait that follows (``wait_until_clean``) lives in :mod:`gpusweep.gpuwait`; it is
+The GPU wait that follows (``wait_until_clean``) lives in :mod:`gpusweep.gpu.wait`; it is
 re-exported here for the callers that end a trial and then wait.
 """
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import psutil
 
 from gpusweep.bootstrap._gpusweep_contract import TOKEN_ENV
-from gpusweep.gpuwait import WaitResult, fixed_wait_s, wait_until_clean  # noqa: F401
-from gpusweep.trialprocess import TrialProcess
+from gpusweep.gpu.wait import WaitResult, fixed_wait_s, wait_until_clean  # noqa: F401
+from gpusweep.process.trialprocess import TrialProcess
 
 ProcessKey = tuple[int, float]  # (pid, create_time): a pid alone may be reused
 

@@ -7,8 +7,8 @@ trial starts; 3 aborted because the GPU would not come back clean (``on_dirty: a
 written; 130 interrupted (Ctrl-C, SIGTERM, SIGHUP) after a clean stop.
 
 Subcommands, each its own module: ``report SWEEP_DIR`` draws a sweep's report
-(gpusweep.report); ``sync SWEEP_DIR`` puts an offline sweep onto W&B (gpusweep.sync);
-``agent SWEEP_ID`` joins a W&B sweep as ``wandb agent`` does (gpusweep.agent_cli);
+(gpusweep.report.build); ``sync SWEEP_DIR`` puts an offline sweep onto W&B (gpusweep.wb.sync);
+``agent SWEEP_ID`` joins a W&B sweep as ``wandb agent`` does (gpusweep.wb.agent_cli);
 ``doctor`` says what holds on this machine (gpusweep.doctor).
 """
 
@@ -113,11 +113,11 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[:1]
     if command == ["report"]:
-        from gpusweep import report
+        from gpusweep.report import build as report
 
         return report.main(argv[1:], prog=f"{prog} report")
     if command == ["sync"]:
-        from gpusweep import sync
+        from gpusweep.wb import sync
 
         return sync.main(argv[1:], prog=f"{prog} sync")
     if command == ["doctor"]:
@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
         return doctor.main(argv[1:], prog=f"{prog} doctor")
     if command == ["agent"]:
-        from gpusweep.agent_cli import sweep_argv
+        from gpusweep.wb.agent_cli import sweep_argv
 
         argv = sweep_argv(argv[1:], prog=f"{prog} agent")
     args = parse_args(argv, prog)
     try:
         if args.wandb or args.sweep_id:
-            from gpusweep.cloud_cli import run_cloud
+            from gpusweep.wb.cloud_cli import run_cloud
 
             return run_cloud(args)
         spec = _load_spec(args)
@@ -177,7 +177,7 @@ def _resume_config_file(args: argparse.Namespace) -> None:
 def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
     """Print the first proposed trials (params and exact argv); start nothing, write nothing."""
     from gpusweep.controller import Controller, RunView
-    from gpusweep.launcher import build_argv, with_config_file
+    from gpusweep.process.launcher import build_argv, with_config_file
     from gpusweep.redact import redact
     from gpusweep.slots import choose_devices
 
@@ -207,7 +207,7 @@ def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.display import LiveDisplay, QuietDisplay
     from gpusweep.runner import SweepOptions, SweepRunner
     from gpusweep.slots import choose_devices
-    from gpusweep.wandb_env import resolve_entity, resolve_project
+    from gpusweep.wb.env import resolve_entity, resolve_project
 
     devices = choose_devices(args.gpus)
     options = SweepOptions(log_dir=args.log_dir, count=args.count, resume=args.resume,

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gpusweep.config import load_sweep
-from gpusweep.device import Namespace
 from gpusweep.doctor_probe import (
     ContainmentFacts,
     Facts,
@@ -35,6 +34,7 @@ from gpusweep.doctor_probe import (
     WandbFacts,
 )
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
+from gpusweep.gpu.device import Namespace
 
 EXIT_OK = 0
 EXIT_OFF = 1

@@ -1,13 +1,13 @@
 """What ``gpusweep doctor`` reads from this machine: plain facts, no judgement.
 
 Each reading goes through the module the sweep itself uses (NVML through
-:mod:`gpusweep.devicescan` and :mod:`gpusweep.visible`, containment through
-:mod:`gpusweep.cgroup`, W&B through :mod:`gpusweep.wandb_env` and
-:mod:`gpusweep.cloud_check`), so doctor sees what a sweep would see. :mod:`gpusweep.doctor`
+:mod:`gpusweep.gpu.scan` and :mod:`gpusweep.gpu.visible`, containment through
+:mod:`gpusweep.process.cgroup`, W&B through :mod:`gpusweep.wb.env` and
+:mod:`gpusweep.wb.cloud_check`), so doctor sees what a sweep would see. :mod:`gpusweep.doctor`
 decides what the facts mean. A reading that could not be taken is None with the reason.
 No secret is ever read into a fact: only whether W&B credentials exist.
 
-Side effects are those of a sweep's first trial, no more: :func:`gpusweep.cgroup.detect`
+Side effects are those of a sweep's first trial, no more: :func:`gpusweep.process.cgroup.detect`
 creates and removes a test cgroup (and enables the memory controller for children where it
 may), and this process becomes a subreaper for a moment to prove that it can.
 """
@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gpusweep.cgroup import Containment
 from gpusweep.config import SweepSpec
+from gpusweep.process.cgroup import Containment
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+
 PR_GET_CHILD_SUBREAPER = 37
@@ -107,10 +107,10 @@ def gather(environ: Mapping[str, str] | None = None, sweep: SweepSpec | None = N
 # -- NVML ---------------------------------------------------------------------------------
 def nvml_facts(environ: Mapping[str, str]) -> NvmlFacts:
     """Every GPU NVML opens, which of them ``CUDA_VISIBLE_DEVICES`` leaves, their processes."""
-    from gpusweep.device import DEFAULT_NVML_MODULE, NVML_MODULE_ENV, load_nvml
-    from gpusweep.devicescan import scan_devices
     from gpusweep.errors import BadInput
-    from gpusweep.visible import ENV, visible_devices
+    from gpusweep.gpu.device import DEFAULT_NVML_MODULE, NVML_MODULE_ENV, load_nvml
+    from gpusweep.gpu.scan import scan_devices
+    from gpusweep.gpu.visible import ENV, visible_devices
 
     module = environ.get(NVML_MODULE_ENV, "").strip() or DEFAULT_NVML_MODULE
     try:
@@ -132,7 +132,7 @@ def nvml_facts(environ: Mapping[str, str]) -> NvmlFacts:
 
 
 def _gpu_facts(unit, visible: bool, mig: bool) -> GpuFacts:
-    from gpusweep import devfiles
+    from gpusweep.gpu import devfiles
 
     listed = unit.process_memory_mb()
     processes = None if listed is None else tuple(
@@ -165,7 +165,7 @@ def _nvml_version(nvml) -> str | None:
 
 # -- containment --------------------------------------------------------------------------
 def containment_facts() -> ContainmentFacts:
-    from gpusweep import cgroup
+    from gpusweep.process import cgroup
 
     works, error = subreaper_works()
     return ContainmentFacts(works, error, cgroup.detect())
@@ -188,7 +188,7 @@ def subreaper_works() -> tuple[bool | None, str | None]:
 
 # -- W&B ----------------------------------------------------------------------------------
 def wandb_facts(environ: Mapping[str, str], sweep: SweepSpec | None = None) -> WandbFacts:
-    from gpusweep.wandb_env import DEFAULT_PROJECT, resolve_entity, resolve_project
+    from gpusweep.wb.env import DEFAULT_PROJECT, resolve_entity, resolve_project
 
     base_url, credentials, error = _credentials()
     yaml_project, program = (sweep.project, sweep.program) if sweep else (None, None)
@@ -208,7 +208,7 @@ def wandb_facts(environ: Mapping[str, str], sweep: SweepSpec | None = None) -> W
 
 
 def _credentials() -> tuple[str | None, bool | None, str | None]:
-    from gpusweep import cloud_check
+    from gpusweep.wb import cloud_check
 
     try:
         base_url, found = cloud_check.credentials()

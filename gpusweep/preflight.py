@@ -24,7 +24,7 @@ def config_file(path: str | None) -> str | None:
 
 def check_executable(spec: SweepSpec, config_file: str | None = None) -> None:
     """Expand the command for one sample trial and check that its argv[0] can be started."""
-    from gpusweep.launcher import build_argv, executable_problem, with_config_file
+    from gpusweep.process.launcher import build_argv, executable_problem, with_config_file
 
     argv = build_argv(spec.command, spec.program, _sample_params(spec), "args.json")
     if config_file:

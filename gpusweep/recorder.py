@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.config import SweepSpec
-from gpusweep.containment import end_orphan
 from gpusweep.controller import RunView
+from gpusweep.process.containment import end_orphan
 from gpusweep.records.journal import StartEntry
 from gpusweep.records.layout import SweepLayout
 from gpusweep.records.model import (

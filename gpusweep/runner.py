@@ -28,12 +28,10 @@ from typing import Any
 
 from gpusweep import signals
 from gpusweep.admission import Action, Admission, admit, with_prediction_error
-from gpusweep.baseline import DeviceBaselines
 from gpusweep.bootstrap import _gpusweep_contract as contract
 from gpusweep.cleanup import WaitResult, end_tree, wait_until_clean
 from gpusweep.config import SweepSpec
 from gpusweep.controller import RunView
-from gpusweep.device import Device
 from gpusweep.errors import (
     EXIT_FLAPPING,
     EXIT_GPU_DIRTY,
@@ -43,6 +41,8 @@ from gpusweep.errors import (
     start_error,
 )
 from gpusweep.flapping import is_flapping
+from gpusweep.gpu.baseline import DeviceBaselines
+from gpusweep.gpu.device import Device
 from gpusweep.lock import SweepLock
 from gpusweep.recorder import SweepRecorder
 from gpusweep.records import GpuRecord, SweepState, TrialRecord
@@ -51,8 +51,8 @@ from gpusweep.slots import Slot, wait_for_exit
 from gpusweep.source import Pending, TrialSource
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan, now_iso
-from gpusweep.wandb_env import resolve_project
-from gpusweep.wandb_summary import agent_key, publish_summary
+from gpusweep.wb.env import resolve_project
+from gpusweep.wb.summary import agent_key, publish_summary
 
 TICK_S = 0.05
 _ALPHABET = string.ascii_lowercase + string.digits

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpusweep import autoslots
 from gpusweep.autoslots import DeviceReading, HostReading, Verdict
-from gpusweep.device import Device
+from gpusweep.gpu.device import Device
 from gpusweep.hostmemory import available_mb
 from gpusweep.isolation import IsolationConfig
 from gpusweep.records import TrialRecord

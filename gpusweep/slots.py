@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gpusweep.device import Device, NullDevice
-from gpusweep.devicescan import scan_devices
 from gpusweep.errors import BadInput
+from gpusweep.gpu.device import Device, NullDevice
+from gpusweep.gpu.scan import scan_devices
 
 
 @dataclass
@@ -38,7 +38,7 @@ def choose_devices(gpus: str | None, available: Sequence[Device] | None = None,
     ``GPU-``/``MIG-`` UUIDs (a unique prefix is enough).
 
     The visible set is what the orchestrator's ``CUDA_VISIBLE_DEVICES`` leaves visible
-    (:mod:`gpusweep.visible`; every GPU when it is unset, MIG instances as devices of their
+    (:mod:`gpusweep.gpu.visible`; every GPU when it is unset, MIG instances as devices of their
     own), unless ``available`` gives it. Without ``--gpus``: its first device, or the CPU.
     GPUs that could not be opened are reported through ``warn`` and left out.
     """
@@ -84,7 +84,7 @@ def _pick(part: str, devices: Sequence[Device]) -> Device:
 
 
 def _visible(warn: Callable[[str], None]) -> list[Device]:
-    from gpusweep.visible import ENV, visible_devices
+    from gpusweep.gpu.visible import ENV, visible_devices
 
     scan = scan_devices()
     for problem in scan.problems:

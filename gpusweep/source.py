@@ -5,7 +5,7 @@ says which params to run next, which running trial to stop, and when the sweep i
 source sees the session through :class:`Session`, the little it reads of it, so the runner
 imports its sources and no source imports the runner.
 :class:`gpusweep.local_source.LocalSource` asks W&B's engine on this machine;
-:class:`gpusweep.cloud_source.CloudSource` takes the W&B server's commands.
+:class:`gpusweep.wb.cloud_source.CloudSource` takes the W&B server's commands.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ memory): the launcher sets ``GPUSWEEP_EVENTS`` and the trial appends one JSON li
 to that file. Importing this module is cheap on purpose: it imports neither torch nor wandb.
 It looks at torch only when the program already has (``sys.modules``), so a trial never pays
 for a CUDA start-up it did not ask for; wandb is imported at the first report, which also
-starts the trial's W&B run (``gpusweep.wandb_trial``; not with ``WANDB_MODE=disabled``).
+starts the trial's W&B run (``gpusweep.wb.trial``; not with ``WANDB_MODE=disabled``).
 
 Typical use::
 
@@ -169,11 +169,11 @@ def session() -> Iterator[None]:
 
 
 def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> None:
-    """Every report also goes to the trial's W&B run (``gpusweep.wandb_trial``, imported on
+    """Every report also goes to the trial's W&B run (``gpusweep.wb.trial``, imported on
     first use): only inside a trial, and not with ``WANDB_MODE=disabled``."""
     if not os.environ.get(EVENTS_ENV) or os.environ.get("WANDB_MODE") == "disabled":
         return
-    from gpusweep import wandb_trial
+    from gpusweep.wb import trial as wandb_trial
 
     wandb_trial.log(step, metrics, memory)
 
@@ -181,7 +181,7 @@ def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, A
 def _finish_wandb(ending: BaseException | None) -> None:
     """Finish the W&B run the reports started, if they started one (its module is imported
     only then), with the exit code of the exception ending the session."""
-    wandb_trial = sys.modules.get("gpusweep.wandb_trial")
+    wandb_trial = sys.modules.get("gpusweep.wb.trial")
     if wandb_trial is not None:
         wandb_trial.finish(ending)
 

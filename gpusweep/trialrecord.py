@@ -15,11 +15,11 @@ from typing import Any
 from gpusweep import guards, hostmemory
 from gpusweep.bootstrap._gpusweep_secrets import redact
 from gpusweep.cleanup import EndResult, WaitResult
-from gpusweep.device import DeviceInfo
 from gpusweep.events import TrialEvents
-from gpusweep.gputrack import GpuSummary
-from gpusweep.monitor import Peaks
+from gpusweep.gpu.device import DeviceInfo
+from gpusweep.gpu.track import GpuSummary
 from gpusweep.oom import oom_line
+from gpusweep.process.monitor import Peaks
 from gpusweep.records import CleanupRecord, GpuRecord, HostRecord
 from gpusweep.status import StopReason, TrialStatus, classify
 

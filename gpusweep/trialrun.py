@@ -21,18 +21,18 @@ from typing import Any
 
 import psutil
 
-from gpusweep import containment, launcher
 from gpusweep.bootstrap._gpusweep_secrets import redact
 from gpusweep.cleanup import WaitResult, wait_until_clean
 from gpusweep.config import SweepSpec
-from gpusweep.containment import TrialContainment
 from gpusweep.controller import RunView
-from gpusweep.device import Device
 from gpusweep.events import EventTail, TrialEvents
-from gpusweep.gpuview import Baseline
-from gpusweep.launcher import TrialPaths, with_config_file
+from gpusweep.gpu.device import Device
+from gpusweep.gpu.view import Baseline
 from gpusweep.leak import leak_verdict
-from gpusweep.monitor import Monitor
+from gpusweep.process import containment, launcher
+from gpusweep.process.containment import TrialContainment
+from gpusweep.process.launcher import TrialPaths, with_config_file
+from gpusweep.process.monitor import Monitor
 from gpusweep.records import LeakRecord, MetricSummary, Timeline, TrialRecord
 from gpusweep.status import StopReason, TrialStatus, signal_name
 from gpusweep.trialaccount import TrialAccount, iso_from_unix, now_iso

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from gpusweep import guards
 from gpusweep.isolation import IsolationConfig
-from gpusweep.monitor import Sample
+from gpusweep.process.monitor import Sample
 from gpusweep.status import StopReason
 
 

@@ -81,7 +81,7 @@ class SweepRun:
 def no_trial_cgroup_left():
     """Trials get cgroups with unique names (``gpusweep-<sweep>-<run>``) where the machine
     delegates cgroup v2, and must remove them: none made during the tests may stay."""
-    from gpusweep import cgroup
+    from gpusweep.process import cgroup
 
     base = cgroup.detect().base
     before = _empty_trial_cgroups(base)
@@ -168,7 +168,7 @@ def processes_with_token(tokens: set[str]) -> list[int]:
 
 
 def launchers_with_token(tokens: set[str]) -> list[int]:
-    """Pids of the trials' launchers (gpusweep/reaper.py) among those carrying these tokens."""
+    """Pids of the trials' launchers (process/reaper.py) among those carrying these tokens."""
     return [pid for pid in processes_with_token(tokens)
             if any(arg.endswith("reaper.py") for arg in _cmdline(pid))]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpusweep.device import DeviceInfo, Namespace
+from gpusweep.gpu.device import DeviceInfo, Namespace
 
 
 class FakeDevice:

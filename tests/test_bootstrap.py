@@ -14,7 +14,7 @@ from wandb_records import offline_runs, read_run
 from gpusweep.bootstrap import _gpusweep_child as child
 from gpusweep.bootstrap import _gpusweep_secrets as secrets
 from gpusweep.bootstrap import sitecustomize as boot
-from gpusweep.wandb_env import BOOTSTRAP_DIR, add_trial_wandb_env, run_group, with_bootstrap
+from gpusweep.wb.env import BOOTSTRAP_DIR, add_trial_wandb_env, run_group, with_bootstrap
 
 
 def run_python(code, tmp_path, **env):

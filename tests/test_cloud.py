@@ -123,7 +123,7 @@ import os, sys, time
 import psutil, wandb
 sys.path.insert(0, {tests!r})
 from fakes import FakeDevice
-from gpusweep.cloud_source import CloudSource
+from gpusweep.wb.cloud_source import CloudSource
 from gpusweep.config import parse_sweep
 from gpusweep.display import QuietDisplay
 from gpusweep.runner import SweepOptions, SweepRunner

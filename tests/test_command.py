@@ -14,7 +14,7 @@ from conftest import ROOT, program
 from fake_wandb_server import FakeWandbServer
 
 from gpusweep import __version__
-from gpusweep.agent_cli import sweep_argv
+from gpusweep.wb.agent_cli import sweep_argv
 
 GPUSWEEP = Path(sys.executable).parent / "gpusweep"  # the console script of .venv
 

@@ -20,17 +20,23 @@ import psutil
 import pytest
 from conftest import ROOT
 
-from gpusweep import cgroup, containment
-from gpusweep.cgroup import Containment, TrialCgroup, cgroup2_mount, enable_memory, own_cgroup
 from gpusweep.config import parse_sweep
-from gpusweep.device import NullDevice
 from gpusweep.display import QuietDisplay
+from gpusweep.gpu.device import NullDevice
 from gpusweep.isolation import IsolationConfig, StopConfig
-from gpusweep.monitor import Monitor
+from gpusweep.process import cgroup, containment
+from gpusweep.process.cgroup import (
+    Containment,
+    TrialCgroup,
+    cgroup2_mount,
+    enable_memory,
+    own_cgroup,
+)
+from gpusweep.process.monitor import Monitor
+from gpusweep.process.trialprocess import TrialProcess
 from gpusweep.records.layout import TrialPaths
 from gpusweep.runner import SweepOptions, SweepRunner
 from gpusweep.status import TrialStatus
-from gpusweep.trialprocess import TrialProcess
 
 PY = sys.executable
 # A trial that double-forks a daemon with an empty environment, prints its pid, sleeps.
@@ -169,7 +175,7 @@ def test_the_monitor_sees_the_orphans_but_not_the_launcher(tmp_path):
 ORCHESTRATOR = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from gpusweep.trialprocess import TrialProcess
+from gpusweep.process.trialprocess import TrialProcess
 code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
 p = TrialProcess.launch([sys.executable, "-c", code], dict(os.environ), sys.stderr.buffer,
                         grace_s=0.5)
@@ -239,13 +245,13 @@ def test_without_clone3_the_trial_moves_into_its_cgroup_before_its_exec(tmp_path
     wrapper = tmp_path / "reaper_without_clone3.py"
     wrapper.write_text(
         "import sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'gpusweep')!r})\n"
+        f"sys.path.insert(0, {str(ROOT / 'gpusweep' / 'process')!r})\n"
         "import os, reaper\n"
         "reaper.SYS_CLONE3 = 1 << 20  # no such system call: ENOSYS\n"
         "fork = os.fork\n"
         f"os.fork = lambda: open({str(tmp_path / 'forked')!r}, 'w').close() or fork()\n"
         "reaper.main(sys.argv[1:])\n")
-    monkeypatch.setattr("gpusweep.trialprocess.REAPER", str(wrapper))
+    monkeypatch.setattr("gpusweep.process.trialprocess.REAPER", str(wrapper))
     group = TrialCgroup.create(cgroup.detect(), f"test-fork-{os.getpid()}-{time.monotonic_ns()}")
     try:
         process = launch(["/bin/sleep", "30"], tmp_path, cgroup_dir=group.path)
@@ -265,11 +271,11 @@ def test_with_a_cgroup_the_launcher_ends_what_got_away_from_it(tmp_path, monkeyp
     wrapper = tmp_path / "reaper_without_subreaper.py"
     wrapper.write_text(
         "import sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'gpusweep')!r})\n"
+        f"sys.path.insert(0, {str(ROOT / 'gpusweep' / 'process')!r})\n"
         "import reaper\n"
         "reaper.PR_SET_CHILD_SUBREAPER = -1  # EINVAL\n"
         "reaper.main(sys.argv[1:])\n")
-    monkeypatch.setattr("gpusweep.trialprocess.REAPER", str(wrapper))
+    monkeypatch.setattr("gpusweep.process.trialprocess.REAPER", str(wrapper))
     group = TrialCgroup.create(cgroup.detect(), f"test-stray-{os.getpid()}-{time.monotonic_ns()}")
     try:
         process = launch([PY, "-c", DOUBLE_FORK], tmp_path, grace_s=0.5, cgroup_dir=group.path)

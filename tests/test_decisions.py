@@ -211,7 +211,7 @@ def test_no_flapping_once_a_trial_succeeded_or_when_failures_are_slow():
 def test_the_sweep_project_is_resolved_in_wandb_sweeps_order(tmp_path):
     """``wandb sweep`` (wandb/cli/cli.py): --project, WANDB_PROJECT, the file's project,
     wandb's settings, then the program's git repository name."""
-    from gpusweep.wandb_env import resolve_entity, resolve_project
+    from gpusweep.wb.env import resolve_entity, resolve_project
 
     env = {"WANDB_PROJECT": "from-env"}
     assert resolve_project("cli", "yaml", None, env) == "cli"
@@ -245,7 +245,7 @@ def test_the_summary_table_carries_the_processes_and_escapees_killed(tmp_path):
     from gpusweep.records import CleanupRecord, SweepHeader, TrialRecord
     from gpusweep.records.writer import write_sweep, write_trial
     from gpusweep.status import TrialStatus
-    from gpusweep.wandb_summary import COLUMNS, table_rows
+    from gpusweep.wb.summary import COLUMNS, table_rows
 
     record = TrialRecord(run="r1", params={"x": 1}, status=TrialStatus.STOPPED_EARLY,
                          exit_code=None, signal=None, started="", ended="", duration_s=1.0,
@@ -282,7 +282,7 @@ def test_the_error_tail_skips_wandbs_footer_and_blank_lines():
 ])
 def test_a_stop_from_the_server_is_hyperbands_only_past_its_first_band(
         early_terminate, reports, expected):
-    from gpusweep.server_stop import server_stop_reason
+    from gpusweep.wb.server_stop import server_stop_reason
 
     assert server_stop_reason(early_terminate, reports) is expected
 
@@ -305,13 +305,13 @@ def test_stop_reasons_of_the_server_and_of_preemption_have_their_own_status():
                                         "new.yml"]),
 ])
 def test_config_file_replaces_the_commands_value_or_is_appended(argv, expected):
-    from gpusweep.launcher import with_config_file
+    from gpusweep.process.launcher import with_config_file
 
     assert with_config_file(argv, "new.yml") == expected
 
 
 def test_no_trial_environment_keeps_the_orchestrators_wandb_service():
-    from gpusweep.wandb_env import add_trial_wandb_env
+    from gpusweep.wb.env import add_trial_wandb_env
 
     env = {"WANDB_SERVICE": "3-123-unix-/tmp/wandb-123/socket", "WANDB_API_KEY": "k" * 40}
     add_trial_wandb_env(env, sweep_id="s1", sweep_name=None)

@@ -15,12 +15,12 @@ from conftest import ROOT
 from fakes import FakeDevice
 from simnvml import compose
 
-from gpusweep.baseline import DeviceBaselines
-from gpusweep.device import Namespace, load_nvml
-from gpusweep.devicescan import PhysicalGpu, scan_devices
 from gpusweep.errors import BadInput
-from gpusweep.gputrack import GpuTrack
-from gpusweep.gpuview import (
+from gpusweep.gpu.baseline import DeviceBaselines
+from gpusweep.gpu.device import Namespace, load_nvml
+from gpusweep.gpu.scan import PhysicalGpu, scan_devices
+from gpusweep.gpu.track import GpuTrack
+from gpusweep.gpu.view import (
     Attribution,
     Baseline,
     Usage,
@@ -28,8 +28,8 @@ from gpusweep.gpuview import (
     namespace_evidence,
     split_usage,
 )
+from gpusweep.gpu.visible import resolve
 from gpusweep.slots import choose_devices
-from gpusweep.visible import resolve
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_the_nvml_module_is_replaceable_and_a_bad_one_is_bad_input():
 def test_only_device_py_reads_the_nvml_module_variable():
     proc = subprocess.run(["grep", "-rl", "--include=*.py", "GPUSWEEP_NVML_MODULE\\|import pynvml",
                            "gpusweep"], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert proc.stdout.split() == ["gpusweep/device.py"]
+    assert proc.stdout.split() == ["gpusweep/gpu/device.py"]
 
 
 # -- opening devices ---------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_mig_instances_are_devices_with_their_own_uuid(sim):
 # -- CUDA_VISIBLE_DEVICES, as CUDA reads it ----------------------------------------------------
 class Unit:
     def __init__(self, uuid, mig_index=None, parent=None, ids=None):
-        from gpusweep.device import DeviceInfo
+        from gpusweep.gpu.device import DeviceInfo
 
         self.info = DeviceInfo("x", uuid, 0, None, mig_index, parent, ids)
 
@@ -289,7 +289,7 @@ def test_gpu_check_page_names_the_device_and_each_result(monkeypatch):
 
 
 def test_holders_are_found_by_their_device_files_where_pids_are_the_hosts(sim):
-    from gpusweep.gpuwait import trial_holders
+    from gpusweep.gpu.wait import trial_holders
 
     path = sim([compose.gpu(0)], pid_offset=3_000_000)
     holder = subprocess.Popen([sys.executable, "-c", "import time; from simnvml import holder; "

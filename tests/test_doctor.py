@@ -14,8 +14,6 @@ import pytest
 from conftest import ROOT, program
 from simnvml import compose
 
-from gpusweep.cgroup import Containment
-from gpusweep.device import Namespace
 from gpusweep.doctor import (
     DEVICE_TOTALS,
     Level,
@@ -32,6 +30,8 @@ from gpusweep.doctor_probe import (
     WandbFacts,
     service_state,
 )
+from gpusweep.gpu.device import Namespace
+from gpusweep.process.cgroup import Containment
 
 CONTAINER = 3_000_000  # NVML reports host PIDs: ours plus this offset
 SECRET = "sk-doctor-0123456789abcdef0123456789"

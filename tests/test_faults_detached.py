@@ -29,7 +29,7 @@ from conftest import (
 )
 
 from gpusweep.cleanup import end_tree
-from gpusweep.trialprocess import TrialProcess
+from gpusweep.process.trialprocess import TrialProcess
 
 sys.path.insert(0, str(ROOT / "tests" / "faults"))
 from detach import unshare_argv  # noqa: E402
@@ -178,7 +178,7 @@ def test_without_the_subreaper_the_token_scan_misses_the_daemon(how, tmp_path, m
     fork and its parent's exit."""
     wrapper = tmp_path / "reaper_without_subreaper.py"
     wrapper.write_text(NO_SUBREAPER.format(gpusweep=str(ROOT / "gpusweep")))
-    monkeypatch.setattr("gpusweep.trialprocess.REAPER", str(wrapper))
+    monkeypatch.setattr("gpusweep.process.trialprocess.REAPER", str(wrapper))
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
     token = f"tok-before-{how}-{os.getpid()}"

@@ -26,7 +26,7 @@ def cuda_or_skip():
         capture_output=True, text=True, timeout=120, env=gpu_environ())
     if probe.stdout.strip() != "True":
         pytest.skip("needs a CUDA GPU")
-    from gpusweep.visible import default_device
+    from gpusweep.gpu.visible import default_device
 
     if not default_device(gpu_environ()).is_gpu:
         pytest.skip("CUDA works but NVML sees no GPU")

@@ -97,7 +97,7 @@ def test_the_check_lists_a_started_trial_that_sweep_yaml_lacks(tmp_path):
     from gpusweep.records.journal import StartEntry
     from gpusweep.records.layout import SweepLayout
     from gpusweep.records.writer import SweepWriter
-    from gpusweep.sweepcheck import load, problems
+    from gpusweep.report.check import load, problems
 
     writer = SweepWriter(SweepLayout(str(tmp_path)))
     writer.started(StartEntry(run="a", token="t"))

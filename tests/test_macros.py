@@ -13,7 +13,7 @@ import pytest
 from wandb.sdk.launch.sweeps import utils as wandb_utils
 
 from gpusweep import macros
-from gpusweep.launcher import build_argv
+from gpusweep.process.launcher import build_argv
 
 VALUES = [
     0, 1, -7, 2**70, 0.1, 1e-5, 1.0e-5, 3e6, 1e20, -0.0, 0.30000000000000004, math.inf, -math.inf,

@@ -13,9 +13,9 @@ import psutil
 
 from gpusweep import slots
 from gpusweep.cleanup import end_tree, find_trial_processes
-from gpusweep.device import NullDevice
-from gpusweep.monitor import Monitor, trial_pids
-from gpusweep.proctree import is_wandb_service
+from gpusweep.gpu.device import NullDevice
+from gpusweep.process.monitor import Monitor, trial_pids
+from gpusweep.process.proctree import is_wandb_service
 
 # A parent that starts a child; the child allocates 50 MB and both sleep.
 TREE = textwrap.dedent("""

@@ -11,8 +11,8 @@ from fakes import FakeDevice
 
 from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.config import parse_sweep
-from gpusweep.device import NullDevice
 from gpusweep.display import QuietDisplay
+from gpusweep.gpu.device import NullDevice
 from gpusweep.recorder import NOT_WAITED, SweepRecorder, combined_wait, orphan_cleanup
 from gpusweep.records.journal import StartEntry
 from gpusweep.records.reader import read_journal, read_trial

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from gpusweep import wandb_env
+from gpusweep.wb import env as wandb_env
 
 
 def wandb_auto_project_name(program, cwd):

@@ -360,7 +360,7 @@ def test_energy_and_utilization_per_trial(tmp_path, write_sweep, run_sweep):
     rows = {r["device"][0]: r for r in result.sweep["trials"]}
     assert rows["0"]["energy_j"] == measured["energy_j"] and rows["1"]["energy_j"] is None
     assert rows["0"]["util_peak_pct"] == measured["util_peak_pct"]
-    from gpusweep.wandb_summary import COLUMNS, table_rows
+    from gpusweep.wb.summary import COLUMNS, table_rows
 
     table = [dict(zip(COLUMNS, row, strict=True)) for row in table_rows(str(result.sweep_dir))]
     assert {row["energy_j"] for row in table} == {measured["energy_j"], None}

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from conftest import ROOT, program
 
-from gpusweep import cli, memfit, report
+from gpusweep import cli, memfit
 from gpusweep.records.reader import load_sweep_dir
+from gpusweep.report import build as report
 
 PLOTS = ("timeline.png", "concurrency.png", "peaks.png", "metric.png", "fit.png")
 
@@ -237,7 +238,7 @@ def test_a_sweep_with_two_slots_on_two_gpus_draws(tmp_path):
 
 
 def test_every_status_has_its_own_colour():
-    from gpusweep.plots import OTHER_COLOR, STATUS_COLORS
+    from gpusweep.report.plots import OTHER_COLOR, STATUS_COLORS
     from gpusweep.status import TrialStatus
 
     assert set(STATUS_COLORS) == {s.value for s in TrialStatus}
@@ -246,7 +247,7 @@ def test_every_status_has_its_own_colour():
 
 
 def test_trial_numbers_that_start_together_are_stacked_not_dropped():
-    from gpusweep.plots import label_levels
+    from gpusweep.report.plots import label_levels
 
     # two slots: trials 1 and 2 start together, so do 3 and 4; 5 is alone
     assert label_levels([0.0, 0.1, 5.0, 5.05, 10.0], gap=1.0) == [0, 1, 0, 1, 0]
@@ -254,7 +255,7 @@ def test_trial_numbers_that_start_together_are_stacked_not_dropped():
 
 
 def test_log_ticks_thin_out_over_wide_ranges():
-    from gpusweep.plots import log_subs
+    from gpusweep.report.plots import log_subs
 
     assert log_subs(0.0003, 0.003) == (1.0, 2.0, 5.0)  # a decade: 1, 2, 5
     assert log_subs(10, 500) == (1.0, 3.0)

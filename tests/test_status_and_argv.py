@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from gpusweep.launcher import build_argv, expand_envvars
+from gpusweep.process.launcher import build_argv, expand_envvars
 from gpusweep.status import StopReason, TrialStatus, classify, signal_name
 
 

@@ -3,7 +3,7 @@
 from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.events import TrialEvents
 from gpusweep.isolation import IsolationConfig, LimitsConfig
-from gpusweep.monitor import Peaks, Sample
+from gpusweep.process.monitor import Peaks, Sample
 from gpusweep.status import StopReason, TrialStatus
 from gpusweep.trialaccount import TrialAccount
 from gpusweep.trialrecord import (

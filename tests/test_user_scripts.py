@@ -20,8 +20,8 @@ from gpusweep.records import (
 )
 from gpusweep.records.journal import replay
 from gpusweep.records.reader import SweepData, TrialRow
+from gpusweep.report.check import peak_table, problems
 from gpusweep.status import TrialStatus
-from gpusweep.sweepcheck import peak_table, problems
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ from fakes import FakeClock, FakeDevice
 
 from gpusweep.cleanup import fixed_wait_s, wait_until_clean
 from gpusweep.config import parse_sweep
-from gpusweep.device import Namespace, NullDevice
 from gpusweep.display import QuietDisplay
-from gpusweep.gpuview import Baseline, Usage, judge
+from gpusweep.gpu.device import Namespace, NullDevice
+from gpusweep.gpu.view import Baseline, Usage, judge
 from gpusweep.isolation import WaitConfig
 from gpusweep.runner import SweepOptions, SweepRunner
 

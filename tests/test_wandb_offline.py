@@ -10,7 +10,7 @@ import yaml
 from conftest import ROOT, program, wait_for_summary
 from wandb_records import offline_runs, read_run
 
-from gpusweep.wandb_summary import agent_key
+from gpusweep.wb.summary import agent_key
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +166,7 @@ def test_a_local_sweep_never_hosts_wandb_in_the_orchestrator(write_sweep, tmp_pa
             "from wandb.sdk import wandb_setup; "
             "print('SETUP', wandb_setup._singleton is not None); "
             "summary = [p for p in psutil.Process().children() "
-            "           if 'gpusweep.wandb_summary' in ' '.join(p.cmdline())]; "
+            "           if 'gpusweep.wb.summary' in ' '.join(p.cmdline())]; "
             "theirs = {c.pid for p in summary for c in [p, *p.children(recursive=True)]}; "
             "print('SERVICE', [p.name() for p in psutil.Process().children(recursive=True) "
             "                  if p.pid not in theirs]); "

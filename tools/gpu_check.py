@@ -130,7 +130,7 @@ def probe(python: str) -> dict:
         info = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         info = {"available": False, "error": (proc.stderr or proc.stdout).strip()[-300:]}
-    from gpusweep.devicescan import scan_devices
+    from gpusweep.gpu.scan import scan_devices
 
     scan = scan_devices()
     info["nvml"] = [f"{d.info.label}: {d.info.name} ({d.info.uuid}, "

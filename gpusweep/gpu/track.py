@@ -1,7 +1,7 @@
 """What the monitor learns about a trial's GPU, one sample at a time.
 
 Each sample reads the device once (used memory, NVML's process lists, utilization), splits
-the listed memory into the trial's, its neighbours' and foreign (:mod:`gpusweep.gpuview`),
+the listed memory into the trial's, its neighbours' and foreign (:mod:`gpusweep.gpu.view`),
 looks at the device files of the trial's processes that NVML did not name (a container),
 and keeps what the record needs: the peak the trial can be credited with, how it was
 attributed, foreign memory at the start and the end, utilization, and the energy counter
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpusweep import devfiles
-from gpusweep.device import Device, Namespace
-from gpusweep.gpuview import Attribution, attribute, namespace_evidence, split_usage
+from gpusweep.gpu import devfiles
+from gpusweep.gpu.device import Device, Namespace
+from gpusweep.gpu.view import Attribution, attribute, namespace_evidence, split_usage
 
 FOREIGN_AFTER = 3  # readings in a row before NVML's PIDs are declared not ours
 

@@ -17,7 +17,7 @@ resumed local sweep) writes its own run again (``resume="allow"``). Offline wand
 resume (each ``init`` writes a new ``offline-run-*`` directory, same id): once the new one
 is finished, the older directories of that id are removed, so ``wandb/`` keeps one.
 
-The W&B work runs in a subprocess, ``python -m gpusweep.wandb_summary <sweep-dir>``, so the
+The W&B work runs in a subprocess, ``python -m gpusweep.wb.summary <sweep-dir>``, so the
 orchestrator never imports wandb for it. :func:`publish_summary` starts it detached (its
 own session) and returns at once: the end of the sweep does not wait for wandb. The
 subprocess records its outcome in ``summary-run.yaml`` (``state: writing``, then ``written``
@@ -46,7 +46,7 @@ from gpusweep.records.atomic import write_yaml
 from gpusweep.records.layout import SUMMARY_LOG, SUMMARY_OUTCOME, SWEEP_YAML, SweepLayout
 from gpusweep.records.reader import SweepData, TrialRow, read_sweep_dir, read_yaml
 from gpusweep.status import TrialStatus
-from gpusweep.wandb_env import data_dir, run_group, without_live_wandb
+from gpusweep.wb.env import data_dir, run_group, without_live_wandb
 
 JOB_TYPE = "sweep-summary"
 COLUMNS = ["run", "params", "status", "metric", "gpu_peak_mb", "host_peak_mb", "residual_mb",
@@ -95,14 +95,15 @@ def publish_summary(sweep_dir: str, state: SweepState, environ: dict[str, str] |
         environ["WANDB_PROJECT"] = project
     if entity:
         environ["WANDB_ENTITY"] = entity
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for python -m
+    # for python -m: the directory that holds the package
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
     environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, environ.get("PYTHONPATH")) if p)
     sweep_dir = layout.dir
     environ.setdefault("WANDB_DATA_DIR", data_dir(sweep_dir))
     if backfill:
         sweep = read_sweep_dir(sweep_dir)
         timeout_s += BACKFILL_S * len(runless_trials(sweep) if sweep is not None else [])
-    argv = [sys.executable, "-m", "gpusweep.wandb_summary", sweep_dir,
+    argv = [sys.executable, "-m", "gpusweep.wb.summary", sweep_dir,
             "--agent", agent or agent_key(sweep_dir), "--timeout", f"{timeout_s:g}"]
     argv += ["--backfill"] if backfill else []
     try:
@@ -198,11 +199,11 @@ def backfill_runs(wandb: Any, sweep: SweepData, **init: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m gpusweep.wandb_summary SWEEP_DIR --agent KEY [--timeout S] [--backfill]``:
+    """``python -m gpusweep.wb.summary SWEEP_DIR --agent KEY [--timeout S] [--backfill]``:
     write the summary run, recording the outcome in summary-run.yaml."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m gpusweep.wandb_summary")
+    parser = argparse.ArgumentParser(prog="python -m gpusweep.wb.summary")
     parser.add_argument("sweep_dir")
     parser.add_argument("--agent", required=True)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S)

@@ -2,7 +2,7 @@
 
 ``wait_until_clean`` replaces the incident's fixed ``sleep(5)``: it polls NVML until the
 device is back within tolerance of its baseline (neighbours and the change in foreign memory
-taken out, :func:`gpusweep.gpuview.judge`) and no process of the trial holds memory there,
+taken out, :func:`gpusweep.gpu.view.judge`) and no process of the trial holds memory there,
 so it waits exactly as long as the driver needs, and not more. A reading that fails is
 retried until ``max_s``; what cannot be proven either way ends as ``clean: None`` with the
 reason. Where the excess cannot be attributed at all (a container's foreign PIDs), more
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from gpusweep import devfiles
-from gpusweep.device import Device, Namespace
-from gpusweep.gpuview import Baseline, Verdict, judge, split_usage
+from gpusweep.gpu import devfiles
+from gpusweep.gpu.device import Device, Namespace
+from gpusweep.gpu.view import Baseline, Verdict, judge, split_usage
 from gpusweep.isolation import WaitConfig
 
 SETTLE_S = 1.0  # unattributable excess: stop once memory stopped falling for this long

@@ -28,8 +28,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gpusweep.device import Device, NullDevice, NvmlDevice
-from gpusweep.devicescan import DeviceScan, PhysicalGpu, scan_devices
+from gpusweep.gpu.device import Device, NullDevice, NvmlDevice
+from gpusweep.gpu.scan import DeviceScan, PhysicalGpu, scan_devices
 
 ENV = "CUDA_VISIBLE_DEVICES"
 _LEGACY_MIG = re.compile(r"^MIG-GPU-(?P<gpu>[0-9a-fA-F-]+)/(?P<gi>\d+)/(?P<ci>\d+)$")

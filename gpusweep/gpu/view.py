@@ -6,9 +6,9 @@ device) and foreign memory (processes outside the sweep), and the residual after
 what is left above the baseline once neighbours and the change in foreign memory are taken
 out: a colleague's growth is not our leak, and a colleague's release does not hide one.
 
-Where NVML's PIDs are not ours (a container: :class:`~gpusweep.device.Namespace` FOREIGN),
+Where NVML's PIDs are not ours (a container: :class:`~gpusweep.gpu.device.Namespace` FOREIGN),
 none of that split is possible; the trial's holders are then found through their device
-files (:mod:`gpusweep.devfiles`), and what cannot be attributed is unknown, never clean and
+files (:mod:`gpusweep.gpu.devfiles`), and what cannot be attributed is unknown, never clean and
 never dirty: :class:`Verdict` ``clean`` is None with the reason.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from gpusweep.device import Namespace
+from gpusweep.gpu.device import Namespace
 
 Listed = Mapping[int, float | None]  # pid -> MB (None: listed, memory unknown)
 

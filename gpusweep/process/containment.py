@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
-from gpusweep import cgroup, launcher
-from gpusweep.cgroup import Containment, TrialCgroup
 from gpusweep.cleanup import EndResult, ProcessKey, end_tree
 from gpusweep.isolation import IsolationConfig
+from gpusweep.process import cgroup, launcher
+from gpusweep.process.cgroup import Containment, TrialCgroup
+from gpusweep.process.trialprocess import TrialProcess
 from gpusweep.records.layout import TrialPaths
-from gpusweep.trialprocess import TrialProcess
 
 
 @dataclasses.dataclass

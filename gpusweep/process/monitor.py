@@ -1,7 +1,7 @@
 """A thread in the orchestrator that samples a trial's whole process tree.
 
 Each sample sums the RSS of every process in the tree (psutil) and reads the device (NVML,
-through :class:`gpusweep.gputrack.GpuTrack`): used memory of the whole device, the memory
+through :class:`gpusweep.gpu.track.GpuTrack`): used memory of the whole device, the memory
 held by the tree's own pids, foreign memory, utilization. It keeps the peaks, every
 process identity it has seen (so cleanup can find orphans later), and writes ``memory.csv``
 (t, rss_mb, gpu_used_mb, gpu_tree_mb) for the report.
@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpusweep import proctree
 from gpusweep.cleanup import ProcessKey
-from gpusweep.device import Device
-from gpusweep.gputrack import GpuTrack
+from gpusweep.gpu.device import Device
+from gpusweep.gpu.track import GpuTrack
 from gpusweep.hostmemory import available_mb
+from gpusweep.process import proctree
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The report's pictures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
-Each function takes what :mod:`gpusweep.report` read from the sweep directory and writes one
+Each function takes what :mod:`gpusweep.report.build` read from the sweep directory and writes one
 PNG; it returns False when there is nothing to draw. Only the report imports this module, so
 the sweep itself never pays for matplotlib.
 """

@@ -11,7 +11,7 @@ default when the library or the value is missing; here the default is None (unkn
 the tests' simulated NVML uses only nvidia-ml-py's own names and signatures, so the real
 module and a stand-in are interchangeable. It is read here and nowhere else.
 
-What real drivers do to us (each handled below, or in :mod:`gpusweep.devicescan` for the
+What real drivers do to us (each handled below, or in :mod:`gpusweep.gpu.scan` for the
 opening): a GPU whose handle fails (lost, no permission) is left out and reported instead of
 hiding every GPU; the per-process queries are
 probed once per device, ``_v3`` then ``_v2`` then the plain name (nvidia-ml-py 13 calls

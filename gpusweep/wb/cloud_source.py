@@ -1,6 +1,6 @@
 """A cloud sweep's trials: the W&B server proposes params and decides the stops.
 
-One W&B agent is registered per slot (:class:`~gpusweep.agent_channel.AgentChannel`), as if
+One W&B agent is registered per slot (:class:`~gpusweep.wb.agent_channel.AgentChannel`), as if
 ``wandb agent`` ran once per slot: each heartbeats on its own thread and gets its own
 ``run`` commands, so ``--slots``/``--gpus`` run several server runs at once. A ``run`` that
 arrives while its slot is still busy is queued (and reported running), never blocking.
@@ -9,7 +9,7 @@ worker threads, records, summary.
 
 What differs from a local sweep, and why:
 
-- a ``stop`` is recorded ``stopped_early`` or ``stopped`` by :mod:`gpusweep.server_stop`'s rule;
+- a ``stop`` is recorded ``stopped_early`` or ``stopped`` by :mod:`gpusweep.wb.server_stop`'s rule;
 - ``exit`` ends every trial (``killed``, as ``wandb agent``'s ``_command_exit`` kills its
   runs) and then the agent;
 - ``isolation.oom.retry`` does not re-run an OOM trial: the server proposes every run, and a
@@ -24,14 +24,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from gpusweep.agent_channel import POLL_INTERVAL_S, AgentChannel
 from gpusweep.config import SweepSpec
 from gpusweep.errors import EXIT_BAD_INPUT, EXIT_SWEEP_GONE, SweepAborted
 from gpusweep.records import TrialOrigin, TrialRecord
 from gpusweep.records.layout import SweepLayout
-from gpusweep.server_stop import server_stop_reason
 from gpusweep.source import Pending, Session
 from gpusweep.status import StopReason
+from gpusweep.wb.agent_channel import POLL_INTERVAL_S, AgentChannel
+from gpusweep.wb.server_stop import server_stop_reason
 
 if TYPE_CHECKING:
     from gpusweep.slots import Slot

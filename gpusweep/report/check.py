@@ -1,4 +1,4 @@
-"""Check a finished sweep from its records: ``python -m gpusweep.sweepcheck SWEEP_DIR``.
+"""Check a finished sweep from its records: ``python -m gpusweep.report.check SWEEP_DIR``.
 
 What ``./test_memory_cleanup.sh`` asserts after running a sweep: every trial has its
 ``memory.yaml``; every trial ended normally (``finished``, or stopped by Hyperband, or an
@@ -120,7 +120,7 @@ def peak_table(trials: list[TrialRow], metric: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m gpusweep.sweepcheck SWEEP_DIR", file=sys.stderr)
+        print("usage: python -m gpusweep.report.check SWEEP_DIR", file=sys.stderr)
         return 2
     sweep, trials, journal = load(argv[0])
     found = problems(sweep, trials, journal, live_trial_tokens(journal.tokens))

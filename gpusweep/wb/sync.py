@@ -112,7 +112,7 @@ def execute(the_plan: SyncPlan, dry_run: bool = False) -> int:
     print("3. stop that sweep (state FINISHED): its search ran offline")
     if dry_run:
         return 0
-    from gpusweep.cloud_check import check_cloud
+    from gpusweep.wb.cloud_check import check_cloud
 
     os.environ["WANDB_MODE"] = "online"
     check_cloud("sync")

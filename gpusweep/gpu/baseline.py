@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gpusweep.device import Device
-from gpusweep.gpuview import Baseline, listed_total
+from gpusweep.gpu.device import Device
+from gpusweep.gpu.view import Baseline, listed_total
 
 
 def take(device: Device, sweep_pids: set[int]) -> Baseline | None:

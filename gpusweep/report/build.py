@@ -1,9 +1,10 @@
 """The sweep report: ``gpusweep report <log-dir>/<sweep-id>``.
 
 Reads a sweep directory (:mod:`gpusweep.records.reader`), draws the pictures
-(:mod:`gpusweep.plots`) under ``<sweep-dir>/report/`` and writes ``report.md`` that shows them
-beside the summary table and the memory model (:mod:`gpusweep.memfit`). It only reads the
-records, so it works on a finished, interrupted or still running sweep, with or without a GPU.
+(:mod:`gpusweep.report.plots`) under ``<sweep-dir>/report/`` and writes ``report.md``
+that shows them beside the summary table and the memory model (:mod:`gpusweep.memfit`).
+It only reads the records, so it works on a finished, interrupted or still running sweep,
+with or without a GPU.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ class Report:
 
 def build(path: str, features: Sequence[str] | None = None) -> Report:
     """Draw every plot and write report.md; the report's files."""
-    from gpusweep import plots  # matplotlib only here, never in the sweep itself
-    from gpusweep.plot_concurrency import concurrency
+    from gpusweep.report import plots  # matplotlib only here, never in the sweep itself
+    from gpusweep.report.concurrency import concurrency
 
     data = load_sweep_dir(path)
     out = SweepLayout(path).report_dir

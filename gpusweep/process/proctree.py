@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from gpusweep import reaper
+from gpusweep.process import reaper
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 _TICKS = os.sysconf("SC_CLK_TCK")

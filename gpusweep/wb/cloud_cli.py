@@ -1,11 +1,11 @@
 """``tools/sweep.py --wandb`` and ``--sweep-id``: create or join a W&B sweep, run its trials.
 
 Everything that can be checked locally is checked first (the sweep file, the program), then
-the API key and the server (:mod:`gpusweep.cloud_check`), and only then does wandb talk to
+the API key and the server (:mod:`gpusweep.wb.cloud_check`), and only then does wandb talk to
 the server: creating the sweep (``wandb.sweep``) or reading the one to join (wandb's own
 ``_sweep_with_runs``). The trials then run in the same session as a local sweep
 (:class:`gpusweep.runner.SweepRunner`), with the server as their source
-(:class:`gpusweep.cloud_source.CloudSource`).
+(:class:`gpusweep.wb.cloud_source.CloudSource`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ HEARTBEAT_ENV = "GPUSWEEP_HEARTBEAT_S"  # seconds between heartbeats (wandb agen
 
 def run_cloud(args: argparse.Namespace) -> int:
     """Create (``--wandb``) or join (``--sweep-id``) a W&B sweep and work on it."""
-    from gpusweep.cloud_check import check_cloud
-    from gpusweep.cloud_source import trial_wandb_mode
+    from gpusweep.wb.cloud_check import check_cloud
+    from gpusweep.wb.cloud_source import trial_wandb_mode
 
     option = "--sweep-id" if args.sweep_id else "--wandb"
     local = load_sweep(args.sweep_config) if args.sweep_config else None
@@ -61,7 +61,7 @@ def _sweep_path(args: argparse.Namespace, local: SweepSpec | None,
                 settings: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(entity, project, sweep id), resolved as ``wandb sweep`` (creating) and ``wandb agent``
     (joining, from the ``--sweep-id`` path first) do."""
-    from gpusweep.wandb_env import resolve_entity, resolve_project
+    from gpusweep.wb.env import resolve_entity, resolve_project
 
     yaml_entity = local.entity if local else None
     yaml_project = local.project if local else None
@@ -104,10 +104,10 @@ def _joined_spec(api: Any, entity: str | None, project: str | None, sweep_id: st
 def _work(args: argparse.Namespace, spec: SweepSpec, api: Any, sweep_id: str,
           entity: str | None, project: str | None, trial_mode: str,
           mode_warning: str | None) -> int:
-    from gpusweep.cloud_source import CloudSource, journal_exists
     from gpusweep.display import LiveDisplay, QuietDisplay
     from gpusweep.runner import SweepOptions, SweepRunner
     from gpusweep.slots import choose_devices, make_slots
+    from gpusweep.wb.cloud_source import CloudSource, journal_exists
 
     if "auto" in (args.slots, spec.isolation.slots):
         raise BadInput("--slots", "auto", "cloud mode registers a fixed number of W&B agents; "

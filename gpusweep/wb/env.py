@@ -26,7 +26,8 @@ from collections.abc import Mapping
 
 from gpusweep.bootstrap._gpusweep_contract import SWEEP_ID_ENV
 
-BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap")
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "bootstrap")
 
 
 DEFAULT_PROJECT = "uncategorized"  # wandb's last resort (util.auto_project_name outside git)

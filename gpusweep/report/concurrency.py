@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from gpusweep.plots import DPI, _time_scale
+from gpusweep.report.plots import DPI, _time_scale
 from gpusweep.slotfill import running_at
 
 if TYPE_CHECKING:

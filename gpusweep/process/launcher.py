@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpusweep.bootstrap import _gpusweep_contract as contract
-from gpusweep.device import Device
+from gpusweep.gpu.device import Device
 from gpusweep.macros import command_args, expand_envvars
+from gpusweep.process.trialprocess import TrialProcess
 from gpusweep.records.layout import TrialPaths
-from gpusweep.trialprocess import TrialProcess
-from gpusweep.wandb_env import add_trial_wandb_env
+from gpusweep.wb.env import add_trial_wandb_env
 
 
 def build_argv(
@@ -95,7 +95,7 @@ def trial_env(
 ) -> dict[str, str]:
     """W&B's agent environment plus ours. Secrets in ``base`` pass through untouched.
 
-    ``WANDB_SWEEP_ID`` only in cloud mode; see :mod:`gpusweep.wandb_env` for why.
+    ``WANDB_SWEEP_ID`` only in cloud mode; see :mod:`gpusweep.wb.env` for why.
     """
     env = dict(base)
     env.update({
@@ -132,7 +132,7 @@ def write_param_files(paths: TrialPaths, params: Mapping[str, Any], argv_uses_js
 
 def start(argv: list[str], env: Mapping[str, str], paths: TrialPaths, *, grace_s: float,
           cgroup: str | None = None) -> TrialProcess:
-    """Start the trial through its launcher (:mod:`gpusweep.reaper`): its own session and
+    """Start the trial through its launcher (:mod:`gpusweep.process.reaper`): its own session and
     process group, stdin closed, output to a file, orphans kept in its tree; with ``cgroup``,
     in that cgroup v2. ``grace_s`` is the launcher's own grace period when the orchestrator
     dies. Never through a shell: argv is a list.

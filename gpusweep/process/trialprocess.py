@@ -1,6 +1,6 @@
 """The orchestrator's handle on one trial process, started through its launcher.
 
-The launcher (:mod:`gpusweep.reaper`, a stdlib-only program) is the trial's parent and a
+The launcher (:mod:`gpusweep.process.reaper`, a stdlib-only program) is the trial's parent and a
 child subreaper: orphans of the trial are reparented to it, so they stay in its tree however
 they detached, and it ends them when the trial is stopped, or by itself when the orchestrator
 dies. This side starts it, reads what it reports on a pipe (the trial's pid, its exit status,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from gpusweep.device import NvmlDevice, load_nvml
+from gpusweep.gpu.device import NvmlDevice, load_nvml
 
 T = TypeVar("T")
 

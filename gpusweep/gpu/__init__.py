@@ -1,0 +1,1 @@
+"""The GPU behind one small interface: NVML (or a stand-in) read once per question."""

@@ -1,0 +1,1 @@
+"""A trial's processes: started, contained, watched and ended as one tree."""

@@ -1,0 +1,1 @@
+"""What a finished sweep's records say: the report, its pictures, the check."""
