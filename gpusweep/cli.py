@@ -65,7 +65,9 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                         help="run up to N trials at once (default: one per GPU, or 1); auto: "
                         "per device as many as memory, utilization and the host allow")
     parser.add_argument("--gpus", metavar="0,1|all",
-                        help="GPUs to use, by NVML index; one slot each by default")
+                        help="the GPUs to use: positions in the visible set (what "
+                        "CUDA_VISIBLE_DEVICES leaves, MIG instances as devices), GPU-/MIG- "
+                        "UUIDs (a unique prefix), or all; one slot each by default")
     parser.add_argument("--profile-leaks", action="store_true",
                         help="run trials with tracemalloc; top growing lines in leaks.txt")
     parser.add_argument("--wandb", action="store_true",

@@ -87,9 +87,16 @@ def _visible(warn: Callable[[str], None]) -> list[Device]:
     from gpusweep.gpu.visible import ENV, visible_devices
 
     scan = scan_devices()
+    cpu_asked = os.environ.get(ENV) is not None and not os.environ[ENV].strip()
+    if scan.problems and not scan.devices and not cpu_asked:
+        raise BadInput("NVML", "", f"{'; '.join(scan.problems)}: no GPU could be opened, so "
+                       "none of its memory could be watched; fix the driver, or set "
+                       f"{ENV}= (empty) to run the sweep on the CPU")
     for problem in scan.problems:
         warn(f"warning: {problem}")
     visible = visible_devices(scan)
+    if visible.warning:
+        warn(f"warning: {visible.warning}")
     if visible.problem:
         raise BadInput(ENV, os.environ.get(ENV, ""), f"{visible.problem}; CUDA would hide it "
                        "and every entry after it, so gpusweep stops rather than run on "

@@ -15,6 +15,7 @@ class FakeDevice:
 
     is_gpu = True
     last_error = None
+    lists_error = None
 
     def __init__(self, readings: Sequence[float], holders: Sequence[dict[int, float]] = ({},),
                  name: str = "FakeGPU", uuid: str = "GPU-fake-0000", index: int = 0) -> None:

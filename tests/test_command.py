@@ -51,6 +51,16 @@ def test_the_console_script_and_python_m_are_the_same_program(tmp_path):
     assert "Start a sweep agent, as `wandb agent` does" in agent and "--count N" in agent
 
 
+def test_gpus_help_says_what_readme_says(tmp_path):
+    shown = " ".join(command("--help", cwd=tmp_path).stdout.split())  # argparse wraps lines
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `--gpus"))
+    for words in ("positions in the visible set", "MIG instances as devices",
+                  "a unique prefix"):
+        assert words in row and words in shown, words
+    assert "by NVML index" not in shown  # NVML's index is not what --gpus counts
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["agent"], "the following arguments are required: SWEEP_ID"),
     (["agent", "abc", "--term-timeout", "5"], "isolation.stop.grace_s"),

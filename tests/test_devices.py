@@ -26,6 +26,7 @@ from gpusweep.gpu.view import (
     Usage,
     attribute,
     namespace_evidence,
+    next_namespace,
     split_usage,
 )
 from gpusweep.gpu.visible import resolve
@@ -170,6 +171,8 @@ def machine():
     ("0,GPU-aabb2222", "a", "the first entry decides"),  # indices, then a UUID
     ("1,1", "", "names a device twice"),
     ("x", "", "neither an index"),
+    ("-1", "", None),  # CUDA's "no GPU"
+    ("1,-1,0", "b", None),  # a negative index ends the list, on purpose
 ])
 def test_cuda_visible_devices_is_resolved_as_cuda_does(value, expected, problem):
     gpus, (a, b, m0, m1) = machine()
@@ -182,6 +185,33 @@ def test_cuda_visible_devices_is_resolved_as_cuda_does(value, expected, problem)
         assert problem in visible.problem
 
 
+def test_cuda_visible_devices_on_a_machine_without_gpus_is_a_warning_not_an_error():
+    for value in ("0", "GPU-aab", "0,1"):
+        visible = resolve(value, [])
+        assert visible.devices == [] and visible.problem is None
+        assert "NVML finds no GPU here: trials run on the CPU" in visible.warning
+    assert resolve("-1", []).warning is None and resolve("", []).warning is None
+
+
+def test_a_trial_gets_its_gpu_by_uuid_else_by_index_never_every_gpu():
+    from gpusweep.gpu.device import DeviceInfo
+    from gpusweep.process.launcher import cuda_visible_devices
+
+    assert cuda_visible_devices(DeviceInfo("T4", "GPU-ab", 1, 15000.0)) == "GPU-ab"
+    assert cuda_visible_devices(DeviceInfo("T4", None, 1, 15000.0)) == "1"
+    with pytest.raises(ValueError):  # a MIG instance is named only by its UUID
+        cuda_visible_devices(DeviceInfo("A100 MIG", None, 0, 9000.0, mig_index=1))
+
+
+def test_a_mig_instance_whose_uuid_fails_is_left_out(sim):
+    slices = [compose.mig(0, 0), compose.mig(0, 1)]
+    sim([compose.gpu(0, mig=slices)], faults=[
+        {"function": "nvmlDeviceGetUUID", "error": "Unknown", "gpu": slices[0]["uuid"]}])
+    scan = scan_devices()
+    assert [d.info.uuid for d in scan.devices] == [slices[1]["uuid"]]
+    assert any("GPU 0/0 left out: its MIG- UUID could not be read" in p for p in scan.problems)
+
+
 # -- the decisions -------------------------------------------------------------------------
 def test_namespace_evidence():
     holds = {10: True, 20: None, 30: False}.get
@@ -191,6 +221,19 @@ def test_namespace_evidence():
     assert namespace_evidence({3_000_005: 1.0}, {5}, holds, set()) is Namespace.UNKNOWN
     assert namespace_evidence({}, {5}, holds, {5}) is Namespace.UNKNOWN
     assert namespace_evidence(None, {5}, holds, {5}) is Namespace.UNKNOWN
+
+
+def test_foreign_needs_the_devices_memory_to_rise_and_a_match_undoes_it():
+    unknown, foreign, matched = Namespace.UNKNOWN, Namespace.FOREIGN, Namespace.MATCHED
+    # A trial opened the device files but allocated nothing yet: no rise, no votes.
+    assert next_namespace(unknown, foreign, 0, False, 3) == (unknown, 0)
+    assert next_namespace(unknown, foreign, 1, True, 3) == (unknown, 2)
+    assert next_namespace(unknown, foreign, 2, True, 3) == (foreign, 3)
+    assert next_namespace(unknown, unknown, 2, True, 3) == (unknown, 0)  # not in a row
+    # A later reading naming a process of ours proves the PIDs are ours after all.
+    assert next_namespace(foreign, matched, 0, False, 3) == (matched, 0)
+    assert next_namespace(foreign, foreign, 0, True, 3) == (foreign, 0)
+    assert next_namespace(matched, foreign, 0, True, 3) == (matched, 0)
 
 
 def test_split_usage_by_owner():

@@ -36,6 +36,26 @@ def test_foreign_growth_is_not_ours_and_foreign_release_does_not_hide_a_leak():
     assert verdict.clean is False and verdict.residual_mb == 400.0
 
 
+def test_a_fall_below_the_baseline_with_foreign_memory_unknown_is_never_clean():
+    # NVML lists processes without figures: a colleague's 3000 MB release and our 800 MB leak
+    # net to 2200 MB below the baseline, which must not read as clean.
+    unknown_foreign = Usage(None, 0.0, None, False)
+    verdict = judge(1100.0, Baseline(3300.0, None), unknown_foreign, set(), 256.0)
+    assert verdict.clean is None and verdict.residual_mb is None
+    assert "2200 MB below the baseline" in verdict.reason
+    assert judge(3300.0, Baseline(3300.0, None), unknown_foreign, set(), 256.0).clean is True
+    known = judge(1100.0, Baseline(3300.0, 3000.0), Usage(0.0, 0.0, 0.0, False), set(), 256.0)
+    assert known.clean is False and known.residual_mb == 800.0  # foreign change known
+
+
+def test_unreadable_process_lists_are_a_read_error_not_a_container():
+    verdict = judge(1800.0, Baseline(1000.0, 0.0), Usage(None, None, None, False), set(), 256.0,
+                    lists_error="nvmlDeviceGetComputeRunningProcesses_v3: NVMLError_Unknown")
+    assert verdict.clean is None and not verdict.unattributable  # worth retrying to max_s
+    assert "process lists could not be read" in verdict.reason
+    assert "NVMLError_Unknown" in verdict.reason and "container" not in verdict.reason
+
+
 def test_unattributable_memory_is_unknown_never_dirty_nor_clean():
     container = Usage(None, None, None, False)  # NVML's PIDs are the host's
     verdict = judge(3000.0, Baseline(1000.0, None), container, set(), 256.0)

@@ -81,6 +81,7 @@ class Device(Protocol):
     info: DeviceInfo
     namespace: Namespace
     last_error: str | None
+    lists_error: str | None  # the last process-list read failed (None: read, or none exist)
 
     @property
     def is_gpu(self) -> bool: ...
@@ -109,6 +110,7 @@ class NullDevice:
     is_gpu = False
     namespace = Namespace.MATCHED
     last_error = None
+    lists_error = None
 
     def used_mb(self) -> float | None:
         return None
@@ -139,6 +141,7 @@ class NvmlDevice:
         self._lists: dict[str, Callable[[Any], Any] | None] | None = None  # probed once
         self.namespace = Namespace.UNKNOWN
         self.last_error: str | None = None
+        self.lists_error: str | None = None
         uuid = self._query(lambda: _text(nvml.nvmlDeviceGetUUID(handle)), None)
         name = self._query(lambda: _text(nvml.nvmlDeviceGetName(handle)), "NVIDIA GPU")
         memory = self._memory()
@@ -179,6 +182,7 @@ class NvmlDevice:
 
     # -- processes ----------------------------------------------------------------------------
     def process_memory_mb(self) -> dict[int, float | None] | None:
+        self.lists_error = None
         getters = self._process_getters()
         if getters is None:
             return None
@@ -188,6 +192,7 @@ class NvmlDevice:
                 processes = getter(self._handle)
             except Exception as exc:  # a partial list would hide a holder: unknown
                 self._failed(name, exc)
+                self.lists_error = self.last_error
                 return None
             for proc in processes:
                 usage[proc.pid] = _merge(usage.get(proc.pid, _ABSENT),
@@ -235,6 +240,7 @@ class NvmlDevice:
                 return None  # this list does not exist here (e.g. MPS on some drivers)
             except Exception as exc:
                 self._failed(name, exc)
+                self.lists_error = self.last_error
                 return _RETRY
         return None
 

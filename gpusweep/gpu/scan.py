@@ -85,7 +85,12 @@ def _open_gpu(nvml: Any, handle: Any, index: int, problems: list[str]) -> Physic
             if type(exc).__name__ != "NVMLError_NotFound":
                 refused.append(f"{slot} ({_describe(exc)})")
             continue
-        gpu.units.append(NvmlDevice(nvml, mig, index, mig_index=slot, parent_uuid=uuid))
+        unit = NvmlDevice(nvml, mig, index, mig_index=slot, parent_uuid=uuid)
+        if unit.info.uuid is None:  # CUDA_VISIBLE_DEVICES can name an instance only so
+            problems.append(f"GPU {index}/{slot} left out: its MIG- UUID could not be read, "
+                            "and a trial can be given a MIG instance only by it")
+            continue
+        gpu.units.append(unit)
     if not gpu.units:
         problems.append(f"GPU {index} left out: MIG is enabled and no instance is usable"
                         + (f" (refused: {', '.join(refused)})" if refused else ""))

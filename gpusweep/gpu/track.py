@@ -19,9 +19,17 @@ from dataclasses import dataclass
 
 from gpusweep.gpu import devfiles
 from gpusweep.gpu.device import Device, Namespace
-from gpusweep.gpu.view import Attribution, attribute, namespace_evidence, split_usage
+from gpusweep.gpu.view import (
+    Attribution,
+    Listed,
+    attribute,
+    namespace_evidence,
+    next_namespace,
+    split_usage,
+)
 
 FOREIGN_AFTER = 3  # readings in a row before NVML's PIDs are declared not ours
+RISE_MB = 1.0  # the device's memory rose above where the trial found it
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class GpuTrack:
         self._peak: float | None = None
         self._peak_unknown = False  # a matched reading whose memory NVML did not give
         self._foreign: list[float | None] = []
+        self._first: tuple[Listed | None, set[int], set[int]] | None = None  # the first reading
+        self._low_used: float | None = None  # the device's lowest used memory in this trial
         self._util: list[float] = []
         self._shared = False
         self._energy_start: float | None = None
@@ -82,7 +92,13 @@ class GpuTrack:
         holders, unreadable = devfiles.context_holders(unnamed)
         self._files_readable |= bool(unnamed - unreadable) or not unnamed
         self._holder_seen |= bool(holders)
-        self._learn_namespace(listed, tree | neighbours, holders)
+        if used is not None:
+            self._low_used = used if self._low_used is None else min(self._low_used, used)
+        rose = used is not None and self._low_used is not None \
+            and used > self._low_used + RISE_MB
+        self._learn_namespace(listed, tree | neighbours, holders, rose)
+        if self._first is None:
+            self._first = (listed, set(tree), set(neighbours))
         usage = split_usage(listed, tree, neighbours, device.namespace)
         if usage.matched:
             self._matched = True
@@ -96,21 +112,15 @@ class GpuTrack:
             self._util.append(util)
         return GpuSample(used, usage.tree_mb, usage.foreign_mb, util)
 
-    def _learn_namespace(self, listed, ours: set[int], holders: set[int]) -> None:
-        """Settle the device's namespace once a reading proves it (FOREIGN only after a few
-        in a row: a context being created may not be listed yet)."""
+    def _learn_namespace(self, listed, ours: set[int], holders: set[int], rose: bool) -> None:
+        """The device's namespace after this reading (:func:`gpusweep.gpu.view.next_namespace`:
+        FOREIGN only after a few in a row with the device's memory risen)."""
         device = self.device
-        if device.namespace is not Namespace.UNKNOWN:
+        if device.namespace is Namespace.MATCHED:
             return
         evidence = namespace_evidence(listed, ours, devfiles.holds_context, holders)
-        if evidence is Namespace.MATCHED:
-            device.namespace = Namespace.MATCHED
-        elif evidence is Namespace.FOREIGN:
-            self._foreign_votes += 1
-            if self._foreign_votes >= FOREIGN_AFTER:
-                device.namespace = Namespace.FOREIGN
-        else:
-            self._foreign_votes = 0
+        device.namespace, self._foreign_votes = next_namespace(
+            device.namespace, evidence, self._foreign_votes, rose, FOREIGN_AFTER)
 
     def stop(self) -> None:
         """The trial's processes are gone: read the energy counter once more."""
@@ -135,8 +145,17 @@ class GpuTrack:
         return GpuSummary(
             attribution=how.value if isinstance(how, Attribution) else how,
             peak_tree_mb=peak,
-            foreign_start_mb=self._foreign[0] if self._foreign else None,
+            foreign_start_mb=self._foreign_start(),
             foreign_end_mb=foreign_end,
             energy_j=energy,
             util_mean_pct=sum(util) / len(util) if util else None,
             util_peak_pct=max(util) if util else None)
+
+    def _foreign_start(self) -> float | None:
+        """Foreign memory at the first reading, split again with the namespace as it is now
+        known (the first reading is often made before anything proved whose PIDs NVML
+        lists: another user's process is foreign only once ours were matched)."""
+        if self._first is None:
+            return None
+        listed, tree, neighbours = self._first
+        return split_usage(listed, tree, neighbours, self.device.namespace).foreign_mb

@@ -49,6 +49,25 @@ def namespace_evidence(listed: Listed | None, sweep_pids: set[int],
     return Namespace.FOREIGN if trial_holders else Namespace.UNKNOWN
 
 
+def next_namespace(current: Namespace, evidence: Namespace, votes: int, rose: bool,
+                   needed: int) -> tuple[Namespace, int]:
+    """The device's namespace after one reading's ``evidence``, and the FOREIGN votes so far.
+
+    FOREIGN needs ``needed`` readings in a row while the device's memory rose above where the
+    trial found it (a trial that opened the device files but allocates later, beside another
+    user's listed process, is no proof: its memory is not listed yet because there is none).
+    A MATCHED reading settles MATCHED, and undoes a FOREIGN that such a case still produced.
+    """
+    if evidence is Namespace.MATCHED:
+        return Namespace.MATCHED, 0
+    if current is not Namespace.UNKNOWN:
+        return current, 0
+    if evidence is Namespace.FOREIGN and rose:
+        votes += 1
+        return (Namespace.FOREIGN if votes >= needed else Namespace.UNKNOWN), votes
+    return Namespace.UNKNOWN, 0
+
+
 @dataclass(frozen=True)
 class Usage:
     """One reading split by owner (MB; None: cannot be told)."""
@@ -132,14 +151,16 @@ class Verdict:
 
 
 def judge(used_mb: float | None, baseline: Baseline, usage: Usage,
-          holders: set[int] | None, tolerance_mb: float, read_error: str | None = None
-          ) -> Verdict:
+          holders: set[int] | None, tolerance_mb: float, read_error: str | None = None,
+          lists_error: str | None = None) -> Verdict:
     """Is the device back to its baseline, with no process of the trial on it?
 
     Dirty (False) only when proven: a trial process still holds GPU memory, or memory above
-    the baseline is held by no listed process. Unknown (None) when a reading failed, or the
+    the baseline is held by no listed process. Unknown (None) when a reading failed
+    (``lists_error``: NVML's process lists could not be read now; worth retrying), or the
     excess may belong to processes we cannot tell apart (other users' in a container,
-    neighbours whose PIDs do not match).
+    neighbours whose PIDs do not match), or the device fell below its baseline while the
+    change in foreign memory is unknown (a colleague's release may hide our leak).
     """
     if used_mb is None:
         return Verdict(None, None, f"device memory could not be read ({read_error or 'NVML'})")
@@ -156,8 +177,16 @@ def judge(used_mb: float | None, baseline: Baseline, usage: Usage,
     if holders is None:
         return Verdict(None, residual, "cannot tell whether the trial's remaining processes "
                        "hold GPU memory (NVML's process lists and their fds are unreadable)")
+    if foreign_change is None and residual < -tolerance_mb:
+        return Verdict(None, None, f"the device fell {-residual:.0f} MB below the baseline "
+                       "while the change in other processes' memory is unknown (NVML gives "
+                       "no per-process figure): a release of theirs may hide memory of ours",
+                       unattributable=True)
     if residual <= tolerance_mb:
         return Verdict(True, residual)
+    if lists_error:
+        return Verdict(None, residual, f"{residual:.0f} MB above the baseline, and NVML's "
+                       f"process lists could not be read ({lists_error})")
     known = usage.neighbours_mb is not None and foreign_change is not None
     if known:
         return Verdict(False, residual, f"{residual:.0f} MB above the baseline held by no "

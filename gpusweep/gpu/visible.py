@@ -10,7 +10,8 @@ Programming Guide, "CUDA Environment Variables"; the MIG user guide; nvitop's
   older ``MIG-GPU-<uuid>/<gpu instance>/<compute instance>``; an index keeps only its leading
   digits (``1abc`` is ``1``); the first entry decides between indices and UUIDs;
 - an entry that is malformed, names no device, or is of the other kind hides itself and
-  every entry after it; a duplicate hides everything.
+  every entry after it; a duplicate hides everything. A negative index (``-1``, the common
+  way to say "no GPU") does so on purpose: ``-1`` first means none, ``0,-1`` means GPU 0.
 
 Indices are read in PCI bus order, as with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (which trials
 get); CUDA's default order (fastest first) differs only on machines with mixed GPU models.
@@ -18,7 +19,8 @@ get); CUDA's default order (fastest first) differs only on machines with mixed G
 Where we differ, on purpose: a MIG-enabled GPU (by index or UUID) gives all its instances,
 and several ``MIG-`` entries give several devices (CUDA shows one process one MIG device:
 each trial gets exactly one, so the set is a pool). And an entry CUDA would hide is refused
-(exit 2) instead of silently running on fewer GPUs than were named.
+(exit 2) instead of silently running on fewer GPUs than were named; but on a machine where
+NVML finds no GPU at all, any value means the CPU for CUDA too, so it is a warning there.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Visible:
 
     devices: list[NvmlDevice] = field(default_factory=list)
     problem: str | None = None
+    warning: str | None = None  # worth a line, but CUDA would run the same way
 
 
 def resolve(value: str | None, gpus: Sequence[PhysicalGpu]) -> Visible:
@@ -48,12 +51,17 @@ def resolve(value: str | None, gpus: Sequence[PhysicalGpu]) -> Visible:
     if value is None:
         return Visible([unit for gpu in gpus for unit in gpu.units])
     entries = [entry.strip() for entry in value.split(",")]
-    if entries == [""]:
+    if entries == [""] or re.match(r"^-\d+$", entries[0]):
         return Visible([])
+    if not gpus:
+        return Visible([], warning=f"{ENV}={value} but NVML finds no GPU here: trials run "
+                       "on the CPU, as CUDA would")
     visible = Visible()
     kind: str | None = None
     seen: set[int] = set()
     for position, entry in enumerate(entries):
+        if re.match(r"^-\d+$", entry):  # CUDA's "no GPU from here on"
+            break
         found, entry_kind, why = _one(entry, gpus)
         kind = kind or entry_kind
         if found is not None and entry_kind != kind:

@@ -80,7 +80,9 @@ def read_verdict(device: Device, baseline: Baseline, trial_pids: set[int],
     listed = device.process_memory_mb()
     usage = split_usage(listed, trial_pids, neighbours, device.namespace)
     holders = trial_holders(trial_pids, listed, device.namespace)
-    verdict = judge(used, baseline, usage, holders, tolerance_mb, device.last_error)
+    lists_error = device.lists_error if listed is None else None
+    verdict = judge(used, baseline, usage, holders, tolerance_mb, device.last_error,
+                    lists_error)
     return Poll(verdict, used, usage.foreign_mb, tuple(sorted(holders or ())))
 
 

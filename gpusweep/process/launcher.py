@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpusweep.bootstrap import _gpusweep_contract as contract
-from gpusweep.gpu.device import Device
+from gpusweep.gpu.device import Device, DeviceInfo
 from gpusweep.macros import command_args, expand_envvars
 from gpusweep.process.trialprocess import TrialProcess
 from gpusweep.records.layout import TrialPaths
@@ -111,10 +111,22 @@ def trial_env(
     if project:
         env["WANDB_PROJECT"] = project
     add_trial_wandb_env(env, sweep_id=sweep_id, sweep_name=sweep_name)
-    if device.is_gpu and device.info.uuid:
+    if device.is_gpu:
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        env["CUDA_VISIBLE_DEVICES"] = device.info.uuid
+        env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices(device.info)
     return env
+
+
+def cuda_visible_devices(info: DeviceInfo) -> str:
+    """The trial's ``CUDA_VISIBLE_DEVICES``: the device's UUID, or, where NVML could not read
+    it, its NVML index (the same GPU under ``CUDA_DEVICE_ORDER=PCI_BUS_ID``), never unset,
+    which would show the trial every GPU. A MIG instance has no index of its own:
+    :mod:`gpusweep.gpu.scan` leaves one without a UUID out."""
+    if info.uuid:
+        return info.uuid
+    if info.index is None or info.mig_index is not None:
+        raise ValueError(f"device {info.label} has neither a UUID nor an index")
+    return str(info.index)
 
 
 def write_param_files(paths: TrialPaths, params: Mapping[str, Any], argv_uses_json: bool) -> None:

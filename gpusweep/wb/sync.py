@@ -125,8 +125,9 @@ def execute(the_plan: SyncPlan, dry_run: bool = False) -> int:
     if done.returncode != 0:
         print(f"error: wandb sync exited {done.returncode}", file=sys.stderr)
         return 1
-    import wandb
     from wandb.apis.public.sweeps import _set_sweep_state
+
+    import wandb
 
     try:
         sweep_id = wandb.sweep(the_plan.config, entity=the_plan.entity,

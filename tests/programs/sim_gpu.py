@@ -4,8 +4,9 @@ It opens the simulated device files (as a CUDA context would) and registers the 
 the simulated NVML (tests/simnvml), reports one metric and exits after --seconds. Options
 model what real trials do to a GPU: a forked worker that inherits the context (--worker_mb),
 memory the driver never gives back (--orphan_mb), several process lists (--lists), no GPU
-at all (--cpu), trigger files for the scenario (--touch at start, --touch_at_exit), and
-waiting for a simulated colleague to acknowledge one (--await_file).
+at all (--cpu), trigger files for the scenario (--touch at start, --touch_at_exit),
+waiting for a simulated colleague to acknowledge one (--await_file), and a CUDA context
+created some time before the first allocation (--alloc_after_s).
 """
 
 import argparse
@@ -31,6 +32,7 @@ parser.add_argument("--cpu", type=int, default=0)  # 1: a trial that never touch
 parser.add_argument("--touch", default="")
 parser.add_argument("--touch_at_exit", default="")
 parser.add_argument("--await_file", default="")
+parser.add_argument("--alloc_after_s", type=float, default=0.0)  # context first, memory later
 parser.add_argument("--x", type=float, default=0.0)
 args = parser.parse_args()
 state = load_scenario()["state_dir"]
@@ -44,6 +46,9 @@ def touch(name: str) -> None:
 
 with trial.session():
     touch(args.touch)
+    if args.alloc_after_s and not args.cpu:  # the device files open, nothing allocated yet
+        holder.open_context(holder.device_for(), state)
+        time.sleep(args.alloc_after_s)
     held = None if args.cpu else holder.hold(args.mb, tuple(args.lists.split(",")),
                                              args.orphan_mb)
     if args.worker_mb and not args.cpu and os.fork() == 0:  # a worker: inherits the context
