@@ -279,6 +279,35 @@ def test_transient_server_errors_never_end_the_agent(server, tmp_path):
     assert run.summary.get("cleanup/clean") is True  # pushed once the server answered
 
 
+def test_heartbeats_past_the_servers_timeout_never_end_the_agent_nor_its_trial(
+        server, tmp_path):
+    """The server holds two heartbeats while a trial runs and never answers them: wandb-core
+    gives each attempt up after its per-request timeout (``WANDB_HTTP_TIMEOUT``) and retries,
+    as under ``wandb agent`` (the same ``_agent_heartbeat``); the trial runs on."""
+    sweep = server.add_sweep(sweep_config(parameters={"x": {"values": [1]},
+                                                      "seconds": {"value": 3}},
+                                          program=SLEEPER))
+    held = {"done": False}
+
+    def script(beat):
+        if any(beat.run_states.values()) and not held["done"]:
+            held["done"] = True
+            server.delay("Heartbeat", 600, 600)  # never answered while this test runs
+        return []
+
+    server.on_heartbeat(script)
+    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
+                  env={"WANDB_HTTP_TIMEOUT": "2"})
+    assert agent.wait(timeout=240) == 0, agent.err
+    assert [op for op, _ in server.delayed] == ["Heartbeat", "Heartbeat"]
+    # a heartbeat got through after the held ones (the retry), and the sweep went on to exit
+    assert any(b.t > server.delayed[-1][1] for b in server.heartbeats)
+    (row,) = agent.sweep(sweep.name)["trials"]
+    memory = agent.memory(sweep.name, row["run"])
+    assert row["status"] == "finished" and memory["exit_code"] == 0
+    assert memory["cleanup"]["clean"] is True
+
+
 def test_a_deleted_sweep_lets_the_running_trial_end_then_exits_6(server, tmp_path):
     sweep = server.add_sweep(sweep_config(parameters={"x": {"values": [1, 2]},
                                                       "seconds": {"value": 3}},
