@@ -5,7 +5,9 @@ On a CUDA machine it runs, each with its own time limit inside one budget (under
 on an H100): ``pytest -m gpu``, ``python test_gpu_cleanup.py``, ``./test_memory_cleanup.sh``
 on a small memory sweep, and the GPU benchmarks (training throughput with the GPU's busy %,
 the two batch paths of the stock model, the overhead and residual of each wait policy). It
-then writes the page: device, driver, torch and CUDA, each step's result and figures.
+then writes the page: device, driver, torch and CUDA, each step's result and figures. A
+step past its limit is ended with everything it started (trials left on the GPU would count
+against the later steps); what a step printed goes onto the page with secrets masked.
 
 It uses the Python and torch it runs with and installs nothing. On a machine without a GPU
 it says so and exits 1, writing nothing. ``--dry-run`` prints the steps without running them;
