@@ -47,8 +47,11 @@ def test_sync_uploads_every_run_and_gives_them_a_stopped_sweep(tmp_path, write_s
         # from a shell or job that holds a dead wandb service's token: wandb sync's own
         # ensure_service() would connect to it and fail
         env = dict(server.env(tmp_path / "home"), WANDB_SERVICE=STALE_SERVICE)
-        real = subprocess.run([sys.executable, "tools/sweep.py", "sync", str(sweep_dir)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        # cwd: wandb sync writes its debug log into ./wandb/ (in the checkout, ruff would
+        # take it for a first-party package)
+        real = subprocess.run([sys.executable, str(ROOT / "tools" / "sweep.py"), "sync",
+                               str(sweep_dir)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
         assert real.returncode == 0, real.stdout + real.stderr
         assert set(server.uploaded) == set(trials) | {summary}  # every run, by its own id
         for run in trials:
