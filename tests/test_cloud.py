@@ -400,8 +400,13 @@ def test_sigterm_preempts_every_trial_and_a_resumed_run_reads_only_new_events(
     sweep = server.add_sweep(config)
     agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}", "--slots", "2")
     log = tmp_path / "log" / sweep.name
+
+    def sleeping(run):  # past wandb.init and the first report: its run can be marked
+        output = log / run / "output.log"
+        return output.exists() and "sleeping" in output.read_text()
+
     assert server.wait_for(lambda: len(server.runs(sweep.name)) == 2 and all(
-        (log / r / "events.jsonl").exists() for r in server.runs(sweep.name)))
+        sleeping(r) for r in server.runs(sweep.name)), timeout_s=120)
     runs = list(server.runs(sweep.name))
     agent.proc.send_signal(signal.SIGTERM)  # Slurm's preemption, scancel, Kubernetes
     assert agent.wait() == 130, agent.err
