@@ -11,7 +11,8 @@ the real server does to an agent (as far as wandb's client code shows it):
 - ``stop`` is re-sent on every heartbeat until the run is gone from the agent's run states;
 - ``resume`` commands, ``exit`` once the sweep has nothing left to propose (or was stopped);
 - a deleted sweep answers heartbeats with HTTP 404 (wandb raises ``SweepNotFoundError``);
-- queued HTTP errors (5xx) for any operation, and a refused agent registration;
+- queued HTTP errors (5xx) and delays (past the client's timeout) for any operation, and a
+  refused agent registration;
 - ``upsertSweep`` creates a sweep (with ``priorRunsFilters``) or changes its state.
 
 Trial runs do not stream to it: they run offline in these tests (their ``.wandb`` files are
@@ -21,7 +22,6 @@ read back instead); see README, "What was verified, and how".
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import string
 import threading
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fake_http import QuietServer, handler_for
+from fake_http import Faults, QuietServer, handler_for, operation_name
 
 API_KEY = "f" * 40  # a well-formed key; the fake accepts any
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -72,10 +72,11 @@ class Heartbeat:
     run_states: dict[str, bool]
 
 
-class FakeWandbServer:
+class FakeWandbServer(Faults):
     """FAKE of the W&B server for wandb-core; start it, point ``env()`` at it."""
 
     def __init__(self, entity: str = "team", project: str = "proj") -> None:
+        super().__init__()
         self.entity = entity
         self.project = project
         self.sweeps: dict[str, FakeSweep] = {}
@@ -87,7 +88,6 @@ class FakeWandbServer:
         self.uploaded: dict[str, FakeRun] = {}  # runs created outside any sweep (wandb sync)
         self.file_stream: dict[str, list[dict[str, Any]]] = {}  # run -> file_stream posts
         self.uploads: list[str] = []  # paths of the files PUT
-        self._fail: dict[str, list[int]] = {}  # operation -> HTTP statuses to answer first
         self._outbox: dict[str, list[dict[str, Any]]] = {}  # agent (or "*") -> commands
         self._stops: set[str] = set()  # runs to stop: re-sent until gone
         self._hooks: list[Callable[[Heartbeat], list[dict[str, Any]] | None]] = []
@@ -101,6 +101,7 @@ class FakeWandbServer:
         return self
 
     def close(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -131,11 +132,6 @@ class FakeWandbServer:
                           propose=propose)
         self.sweeps[sweep.name] = sweep
         return sweep
-
-    def fail(self, operation: str, *statuses: int) -> None:
-        """Answer the next calls of ``operation`` (e.g. "Heartbeat") with these statuses."""
-        with self._lock:
-            self._fail.setdefault(operation, []).extend(statuses)
 
     def send(self, command: dict[str, Any], agent: str = "*") -> None:
         """Queue a command for an agent's next heartbeat (any agent with ``*``)."""
@@ -168,15 +164,12 @@ class FakeWandbServer:
             self.uploads.append(path)
 
     def graphql(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        query = request.get("query") or ""
         variables = request.get("variables") or {}
-        match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
-        operation = match.group(1) if match else "?"
+        operation = operation_name(request)
         with self._lock:
             self.operations.append(operation)
-            failures = self._fail.get(operation)
-            if failures:
-                status = failures.pop(0)
+            status = self.failure(operation)
+            if status is not None:
                 return status, {"errors": [{"message": f"fake server error {status}"}]}
             try:
                 handler = getattr(self, f"_op_{operation}", None)

@@ -17,8 +17,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, journal_tokens, processes_with_token, program, wait_for_summary
+from conftest import (
+    ROOT,
+    fault,
+    journal_tokens,
+    processes_with_token,
+    program,
+    wait_for_summary,
+)
 from fake_wandb_server import FakeWandbServer
+from simnvml import compose
 from wandb_records import offline_runs, read_run
 
 REPORTER = program("reporter.py")
@@ -49,12 +57,13 @@ class Agent:
 
     def __init__(self, server: FakeWandbServer, tmp_path: Path, *args: str,
                  log_dir: str = "log", interval_s: float = INTERVAL_S,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str | None] | None = None) -> None:
         self.log_dir = tmp_path / log_dir
         environ = server.env(tmp_path / "home")
         environ.update(WANDB_MODE="offline", GPUSWEEP_HEARTBEAT_S=str(interval_s),
                        PYTHONFAULTHANDLER="1")
-        environ.update(env or {})
+        for name, value in (env or {}).items():  # None: unset
+            environ.pop(name, None) if value is None else environ.update({name: value})
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tools" / "sweep.py"), *args, "--log-dir",
              str(self.log_dir), "--quiet"], cwd=ROOT, env=environ, stdout=subprocess.PIPE,
@@ -279,6 +288,83 @@ def test_transient_server_errors_never_end_the_agent(server, tmp_path):
     assert run.summary.get("cleanup/clean") is True  # pushed once the server answered
 
 
+def test_heartbeats_past_the_servers_timeout_never_end_the_agent_nor_its_trial(
+        server, tmp_path):
+    """The server holds two heartbeats while a trial runs and never answers them: wandb-core
+    gives each attempt up after its per-request timeout (``WANDB_HTTP_TIMEOUT``) and retries,
+    as under ``wandb agent`` (the same ``_agent_heartbeat``); the trial runs on."""
+    sweep = server.add_sweep(sweep_config(parameters={"x": {"values": [1]},
+                                                      "seconds": {"value": 3}},
+                                          program=SLEEPER))
+    held = {"done": False}
+
+    def script(beat):
+        if any(beat.run_states.values()) and not held["done"]:
+            held["done"] = True
+            server.delay("Heartbeat", 600, 600)  # never answered while this test runs
+        return []
+
+    server.on_heartbeat(script)
+    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
+                  env={"WANDB_HTTP_TIMEOUT": "2"})
+    assert agent.wait(timeout=240) == 0, agent.err
+    assert [op for op, _ in server.delayed] == ["Heartbeat", "Heartbeat"]
+    # a heartbeat got through after the held ones (the retry), and the sweep went on to exit
+    assert any(b.t > server.delayed[-1][1] for b in server.heartbeats)
+    (row,) = agent.sweep(sweep.name)["trials"]
+    memory = agent.memory(sweep.name, row["run"])
+    assert row["status"] == "finished" and memory["exit_code"] == 0
+    assert memory["cleanup"]["clean"] is True
+
+
+def test_a_joined_sweep_applies_the_host_memory_limit_and_stall_s(server, tmp_path,
+                                                                  write_sweep):
+    """The guards of a local sweep, in cloud mode: ``isolation`` from ``--sweep-config``."""
+    config = {"program": fault("hog_or_stall.py"), "method": "grid",
+              "metric": {"name": "loss", "goal": "minimize"},
+              "parameters": {"what": {"values": ["hog", "stall"]}}}
+    sweep = server.add_sweep(config)
+    path = write_sweep(dict(config, isolation={"limits": {"rss_mb": 400}, "stall_s": 2,
+                                               "stop": {"grace_s": 1}}))
+    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
+                  "--sweep-config", str(path))
+    assert agent.wait() == 0, agent.err
+    rows = {r["params"]["what"]: r for r in agent.sweep(sweep.name)["trials"]}
+    hog = agent.memory(sweep.name, rows["hog"]["run"])
+    assert hog["status"] == "host_oom" and "isolation.limits.rss_mb 400" in hog["reason"]
+    assert 400 < hog["host"]["peak_rss_mb"] < 1500  # stopped near the limit, not at 6 GB
+    stalled = agent.memory(sweep.name, rows["stall"]["run"])
+    assert stalled["status"] == "stalled"
+    output = (agent.sweep_dir(sweep.name) / rows["stall"]["run"] / "output.log").read_text()
+    assert "hog_or_stall.py\", line 20 in <module>" in output  # its stack, dumped first
+    assert processes_with_token(journal_tokens(agent.sweep_dir(sweep.name))) == []
+
+
+def test_on_dirty_abort_ends_a_cloud_agent_after_a_proven_leak(server, tmp_path):
+    """A trial leaves 800 MB on a SIMULATED GPU (tests/simnvml): the agent stops as a local
+    sweep does (exit 3), and the server hands out no further run to it."""
+    sim = compose.scenario(tmp_path, [compose.gpu(0)])
+    config = {"program": program("sim_gpu.py"), "method": "grid",
+              "metric": {"name": "loss", "goal": "minimize"},
+              "parameters": {"x": {"values": [1, 2, 3]}, "mb": {"value": 500},
+                             "orphan_mb": {"value": 800}}}
+    sweep = server.add_sweep(config)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(dict(config, isolation={
+        "on_dirty": "abort", "stop": {"grace_s": 1},
+        "wait": {"max_s": 1.0, "tolerance_mb": 256}})))
+    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
+                  "--sweep-config", str(path),
+                  env=dict(compose.environ(sim, base={}), CUDA_VISIBLE_DEVICES=None))
+    assert agent.wait() == 3, agent.out + agent.err
+    (row,) = agent.sweep(sweep.name)["trials"]
+    memory = agent.memory(sweep.name, row["run"])
+    assert memory["cleanup"]["clean"] is False
+    assert memory["gpu"]["residual_mb"] == pytest.approx(800, abs=1)
+    assert agent.sweep(sweep.name)["sweep"]["state"] != "finished"
+    assert len(server.runs(sweep.name)) == 1  # no second run handed out after the abort
+
+
 def test_a_deleted_sweep_lets_the_running_trial_end_then_exits_6(server, tmp_path):
     sweep = server.add_sweep(sweep_config(parameters={"x": {"values": [1, 2]},
                                                       "seconds": {"value": 3}},
@@ -314,8 +400,13 @@ def test_sigterm_preempts_every_trial_and_a_resumed_run_reads_only_new_events(
     sweep = server.add_sweep(config)
     agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}", "--slots", "2")
     log = tmp_path / "log" / sweep.name
+
+    def sleeping(run):  # past wandb.init and the first report: its run can be marked
+        output = log / run / "output.log"
+        return output.exists() and "sleeping" in output.read_text()
+
     assert server.wait_for(lambda: len(server.runs(sweep.name)) == 2 and all(
-        (log / r / "events.jsonl").exists() for r in server.runs(sweep.name)))
+        sleeping(r) for r in server.runs(sweep.name)), timeout_s=120)
     runs = list(server.runs(sweep.name))
     agent.proc.send_signal(signal.SIGTERM)  # Slurm's preemption, scancel, Kubernetes
     assert agent.wait() == 130, agent.err

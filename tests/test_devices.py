@@ -314,14 +314,19 @@ def test_gpu_check_says_there_is_no_gpu_and_writes_nothing(tmp_path):
         assert step in listed
 
 
-def test_gpu_check_page_names_the_device_and_each_result(monkeypatch):
+@pytest.fixture
+def gpu_check(monkeypatch):
+    """tools/gpu_check.py as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", gpu_check)  # its dataclasses look it up
-    spec.loader.exec_module(gpu_check)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_gpu_check_page_names_the_device_and_each_result(gpu_check):
     info = {"name": "NVIDIA H100 80GB HBM3", "capability": [9, 0], "torch": "2.11.0",
             "cuda": "13.0", "driver": "580.1", "nvml": ["0: NVIDIA H100 (GPU-1, 81559 MB)"]}
     first, second = gpu_check.steps(sys.executable)[:2]
@@ -329,6 +334,47 @@ def test_gpu_check_page_names_the_device_and_each_result(monkeypatch):
                                  gpu_check.Outcome(second, None, 0.0, "not run")], 61.0)
     assert "NVIDIA H100 80GB HBM3, compute capability 9.0" in page and "driver 580.1" in page
     assert "| pass | 61 |" in page and "| not run | 0 |" in page
+
+
+def test_gpu_check_masks_secrets_in_a_failing_steps_tail(gpu_check, monkeypatch):
+    key = "k3y" * 14
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    step = gpu_check.Step("leaky", [sys.executable, "-c", "import os, sys; print('key is', "
+                                    "os.environ['WANDB_API_KEY'], os.environ['MY_TOKEN']); "
+                                    "sys.exit(1)"], 60, "prints secrets",
+                          env={"MY_TOKEN": "t0ken-of-the-step"})
+    outcome = gpu_check.run(step, 100.0, on_gpu=False)
+    page = gpu_check.page({"nvml": []}, [outcome], 1.0)
+    assert outcome.code == 1 and "key is *** ***" in page  # the tail is on the page, masked
+    assert key not in page and "t0ken-of-the-step" not in page
+
+
+def test_gpu_check_ends_a_timed_out_steps_whole_tree(gpu_check, tmp_path):
+    """A step past its time takes what it started with it, even in a session of its own
+    (a sweep's trials): left running, they would hold the GPU during the later steps."""
+    pid_file = tmp_path / "escapee.pid"
+    spawn = ("import subprocess, sys, time; "
+             "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], "
+             "start_new_session=True); "
+             f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(300)")
+    step = gpu_check.Step("hangs", [sys.executable, "-c", spawn], 3, "a step that hangs")
+    try:
+        outcome = gpu_check.run(step, 100.0, on_gpu=False)
+        escapee = int(pid_file.read_text())
+        assert outcome.code == 124 and "stopped after 3 s" in outcome.output
+        assert not _alive(escapee)
+    finally:
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), 9)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def test_holders_are_found_by_their_device_files_where_pids_are_the_hosts(sim):

@@ -11,6 +11,7 @@ from conftest import ROOT, program, wait_for_summary
 from fake_wandb_server import FakeWandbServer
 
 pytestmark = pytest.mark.slow
+STALE_SERVICE = "3-999999-unix-/tmp/wandb-999999-gone/socket"  # a service long gone
 
 
 def test_sync_uploads_every_run_and_gives_them_a_stopped_sweep(tmp_path, write_sweep):
@@ -43,9 +44,14 @@ def test_sync_uploads_every_run_and_gives_them_a_stopped_sweep(tmp_path, write_s
 
     server = FakeWandbServer(entity="team").start()
     try:
-        real = subprocess.run([sys.executable, "tools/sweep.py", "sync", str(sweep_dir)],
-                              cwd=ROOT, env=server.env(tmp_path / "home"),
-                              capture_output=True, text=True, timeout=300)
+        # from a shell or job that holds a dead wandb service's token: wandb sync's own
+        # ensure_service() would connect to it and fail
+        env = dict(server.env(tmp_path / "home"), WANDB_SERVICE=STALE_SERVICE)
+        # cwd: wandb sync writes its debug log into ./wandb/ (in the checkout, ruff would
+        # take it for a first-party package)
+        real = subprocess.run([sys.executable, str(ROOT / "tools" / "sweep.py"), "sync",
+                               str(sweep_dir)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
         assert real.returncode == 0, real.stdout + real.stderr
         assert set(server.uploaded) == set(trials) | {summary}  # every run, by its own id
         for run in trials:

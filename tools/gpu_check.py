@@ -6,7 +6,9 @@ on an H100): ``pytest -m gpu``, ``python test_gpu_cleanup.py``, ``./test_memory_
 on a small memory sweep, and the GPU benchmarks (training throughput with the GPU's busy %,
 the two batch paths of the stock model, the overhead and residual of each wait policy, trials
 per hour with ``--slots auto`` against one slot). It
-then writes the page: device, driver, torch and CUDA, each step's result and figures.
+then writes the page: device, driver, torch and CUDA, each step's result and figures. A
+step past its limit is ended with everything it started (trials left on the GPU would count
+against the later steps); what a step printed goes onto the page with secrets masked.
 
 It uses the Python and torch it runs with and installs nothing. On a machine without a GPU
 it says so and exits 1, writing nothing. ``--dry-run`` prints the steps without running them;
@@ -28,7 +30,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
+STEP_ENV = "GPUSWEEP_CHECK_STEP"  # marks every process a step starts, wherever it went
+STOP_GRACE_S = 30.0  # a sweep's own SIGTERM handling ends its trials within their grace_s
+MIN_STEP_S = 20.0  # budget below which a step is not started
 sys.path.insert(0, str(ROOT))
 
 PROBE = ("import json, torch; ok = torch.cuda.is_available(); print(json.dumps({"
@@ -97,20 +104,33 @@ class Outcome:
 
 
 def run(step: Step, left_s: float, on_gpu: bool = True) -> Outcome:
-    limit = min(step.timeout_s, left_s)
-    if limit < 20:
+    from gpusweep.redact import redact, secret_values
+
+    if left_s < MIN_STEP_S:
         return Outcome(step, None, 0.0, "not run: the time budget was spent")
+    limit = min(step.timeout_s, left_s)
     started = time.monotonic()
+    marker = f"{os.getpid()}-{time.monotonic_ns()}"
     env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_MODE=os.environ.get("WANDB_MODE",
                                                                            "disabled"),
-               **step.env)
+               **step.env, **{STEP_ENV: marker})
+    # A group of its own, so that a step past its time is ended with all it started.
+    proc = subprocess.Popen(step.argv, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(step.argv, cwd=ROOT, capture_output=True, text=True,
-                              timeout=limit, env=env)
-        code, output = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
+        out, err = proc.communicate(timeout=limit)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        end_step(proc, marker)
         code = 124
-        output = _text(exc.stdout) + _text(exc.stderr) + f"\n(stopped after {limit:.0f} s)"
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a survivor holds the pipes open
+            out, err = "", "(its output was lost: a process it started survived SIGKILL)"
+        err += f"\n(stopped after {limit:.0f} s)"
+    # The tail goes onto a committed page: mask what the step printed of our secrets.
+    output = redact(_text(out) + _text(err), secret_values(env))
     if step.no_skips and code == 0 and on_gpu and re.search(r"\bskipped\b", output):
         code = 3  # passed only because the GPU part did not run
         output += "\n(gpu-check: counted as a failure: it skipped on a machine with a GPU)"
@@ -121,6 +141,25 @@ def run(step: Step, left_s: float, on_gpu: bool = True) -> Outcome:
         except (ValueError, IndexError):
             result = None
     return Outcome(step, code, time.monotonic() - started, output, result)
+
+
+def end_step(proc: subprocess.Popen, marker: str) -> None:
+    """End a step past its time and everything it started: SIGTERM to its group first, so
+    that a sweep it runs stops its own trials within their grace, then the same for what
+    is left outside the group (trials in sessions of their own carry the step's marker).
+    A trial left on the GPU would be counted against every later step."""
+    from gpusweep.cleanup import end_tree
+
+    end_tree(proc.pid, None, grace_s=STOP_GRACE_S,
+             members=lambda: [p.pid for p in psutil.process_iter()
+                              if _environ(p).get(STEP_ENV) == marker])
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except (psutil.Error, OSError):
+        return {}
 
 
 def probe(python: str) -> dict:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 from gpusweep.bootstrap._gpusweep_contract import SWEEP_ID_ENV
 
@@ -40,7 +40,7 @@ DEFAULT_PROJECT = "uncategorized"  # wandb's last resort (util.auto_project_name
 LIVE_PROCESS_VARS = ("WANDB_SERVICE",)
 
 
-def without_live_wandb(env: dict[str, str]) -> dict[str, str]:
+def without_live_wandb(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
     """Remove the variables that attach a process to another's wandb service (in place)."""
     for name in LIVE_PROCESS_VARS:
         env.pop(name, None)

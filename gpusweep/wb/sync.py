@@ -29,6 +29,7 @@ from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 from gpusweep.records.layout import SweepLayout
 from gpusweep.records.reader import load_sweep_dir
 from gpusweep.status import TrialStatus
+from gpusweep.wb.env import without_live_wandb
 
 SYNC_TIMEOUT_S = 600.0
 
@@ -115,9 +116,16 @@ def execute(the_plan: SyncPlan, dry_run: bool = False) -> int:
     from gpusweep.wb.cloud_check import check_cloud
 
     os.environ["WANDB_MODE"] = "online"
+    # No wandb call was made here yet, so a WANDB_SERVICE now was inherited: another
+    # process's service, or a dead one. wandb.Api() and wandb sync (beta_sync.py,
+    # ensure_service) would both connect to it; each starts its own instead.
+    without_live_wandb(os.environ)
     check_cloud("sync")
     try:
+        # wandb sync connects to the service WANDB_SERVICE names (beta_sync.py,
+        # ensure_service): an inherited one is another process's, or long gone
         done = subprocess.run(the_plan.sync_argv(), stdin=subprocess.DEVNULL,
+                              env=without_live_wandb(dict(os.environ)),
                               timeout=SYNC_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"error: wandb sync did not run: {exc}", file=sys.stderr)
