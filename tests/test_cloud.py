@@ -113,6 +113,16 @@ def test_a_joined_sweep_runs_the_servers_runs_until_it_says_exit(server, tmp_pat
     assert outcome["run"].startswith(f"{sweep.name}-summary-")
 
 
+def test_a_stale_wandb_service_in_the_agents_environment_is_not_used(server, tmp_path):
+    """A shell that once ran wandb leaves WANDB_SERVICE naming a service long gone: neither
+    the agent's own API calls nor its trials may try to connect to it."""
+    sweep = server.add_sweep(sweep_config())
+    agent = Agent(server, tmp_path, "--sweep-id", f"team/proj/{sweep.name}",
+                  env={"WANDB_SERVICE": "3-999999-unix-/tmp/wandb-999999-gone/socket"})
+    assert agent.wait() == 0, agent.err
+    assert [r["status"] for r in agent.sweep(sweep.name)["trials"]] == ["finished"] * 3
+
+
 def test_wandb_creates_the_sweep_in_the_project_wandb_sweep_would_use(server, tmp_path,
                                                                       write_sweep):
     path = write_sweep(dict(sweep_config(project="file-project", run_cap=2),

@@ -19,6 +19,7 @@ import yaml
 from gpusweep import preflight
 from gpusweep.config import SweepSpec, load_sweep, parse_sweep
 from gpusweep.errors import BadInput
+from gpusweep.wb.env import without_live_wandb
 
 HEARTBEAT_ENV = "GPUSWEEP_HEARTBEAT_S"  # seconds between heartbeats (wandb agent: 5)
 
@@ -35,6 +36,9 @@ def run_cloud(args: argparse.Namespace) -> int:
         preflight.check_executable(local, args.config_file)
     trial_mode, mode_warning = trial_wandb_mode(dict(os.environ))
     os.environ["WANDB_MODE"] = "online"  # the orchestrator's own API calls
+    # A WANDB_SERVICE inherited from a shell, notebook or job names another process's
+    # service, often a dead one: wandb.Api() would connect to it and fail. Ours starts its own.
+    without_live_wandb(os.environ)
     check_cloud(option)
 
     import wandb
