@@ -123,7 +123,7 @@ def rss_mb(processes: list) -> float:
 def run_one(mode: str, mb: int, workdir: str, device, baseline_mb, args) -> dict:
     from gpusweep.cleanup import find_trial_processes
     from gpusweep.config import parse_sweep
-    from gpusweep.runner import new_id
+    from gpusweep.session import new_id
     from gpusweep.status import StopReason
     from gpusweep.trialrun import Placement, RunningTrial, SweepContext, TrialPlan
 

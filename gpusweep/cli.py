@@ -207,7 +207,8 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
 
 def _run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.display import LiveDisplay, QuietDisplay
-    from gpusweep.runner import SweepOptions, SweepRunner
+    from gpusweep.runner import SweepRunner
+    from gpusweep.session import SweepOptions
     from gpusweep.slots import choose_devices
     from gpusweep.wb.env import resolve_entity, resolve_project
 

@@ -1,9 +1,10 @@
 """Where a sweep's trials come from: the one thing local and cloud sweeps do differently.
 
-The session (:class:`gpusweep.runner.SweepRunner`) runs every trial the same way; a source
-says which params to run next, which running trial to stop, and when the sweep is over. A
-source sees the session through :class:`Session`, the little it reads of it, so the runner
-imports its sources and no source imports the runner.
+The session (:class:`gpusweep.runner.SweepRunner`, its state in
+:class:`gpusweep.session.SweepSession`) runs every trial the same way; a source says which
+params to run next, which running trial to stop, and when the sweep is over. A source sees
+the session through :class:`Session`, the little it reads of it, so the session imports its
+sources and no source imports the session.
 :class:`gpusweep.local_source.LocalSource` asks W&B's engine on this machine;
 :class:`gpusweep.wb.cloud_source.CloudSource` takes the W&B server's commands.
 """

@@ -112,11 +112,12 @@ def test_a_skipped_trial_is_recorded_on_its_slots_device(tmp_path, monkeypatch):
     runner = SweepRunner(parse_sweep(config, "skip.yaml"), SweepOptions(log_dir=str(tmp_path)),
                          [gpu], QuietDisplay())
     assert runner.run() == 0
-    skipped = runner.records[-1]
+    skipped = runner.session.records[-1]
     assert skipped.status.value == "skipped_no_fit"
     assert (skipped.gpu.device, skipped.gpu.index) == ("FakeGPU-skip", 3)
     assert skipped.predicted_peak_mb == round(skipped.predicted_peak_mb, 1)
-    row = yaml.safe_load((tmp_path / runner.sweep_id / "sweep.yaml").read_text())["trials"][-1]
+    sweep_yaml = tmp_path / runner.session.sweep_id / "sweep.yaml"
+    row = yaml.safe_load(sweep_yaml.read_text())["trials"][-1]
     assert row["device"] == "3: FakeGPU-skip"
 
 

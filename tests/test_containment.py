@@ -409,7 +409,7 @@ def test_a_kernel_oom_kill_in_the_trial_cgroup_is_host_oom(tmp_path, monkeypatch
     runner = SweepRunner(parse_sweep(config, "oom.yaml"), SweepOptions(log_dir=str(tmp_path)),
                          [NullDevice()], QuietDisplay())
     assert runner.run() == 0
-    (record,) = runner.records
+    (record,) = runner.session.records
     assert record.status is TrialStatus.HOST_OOM and record.signal == "SIGKILL"
     assert record.reason == ("the kernel's OOM killer ended 1 process(es) of the trial at its "
                              "cgroup's memory.max (isolation.limits.rss_mb 400 MB)")

@@ -11,12 +11,12 @@ from fakes import FakeDevice
 
 from gpusweep.cleanup import EndResult, WaitResult
 from gpusweep.config import parse_sweep
-from gpusweep.display import QuietDisplay
 from gpusweep.gpu.device import NullDevice
 from gpusweep.recorder import NOT_WAITED, SweepRecorder, combined_wait, orphan_cleanup
 from gpusweep.records.journal import StartEntry
 from gpusweep.records.reader import read_journal, read_trial
-from gpusweep.runner import SweepOptions, SweepRunner
+from gpusweep.resume import resume as resume_sweep
+from gpusweep.session import SweepOptions, SweepSession
 
 ENDED = EndResult(processes_killed=1, escapees_killed=0, leftover=(), ended_pids=(42,))
 
@@ -66,11 +66,10 @@ def orphaned_sweep(tmp_path, token):
 
 
 def resume(tmp_path, spec, device):
-    """The runner's resume step alone: end the orphans, wait, record them."""
-    runner = SweepRunner(spec, SweepOptions(log_dir=str(tmp_path), resume="abc"), [device],
-                         QuietDisplay())
-    runner._resume()
-    return runner
+    """The resume step alone: end the orphans, wait, record them."""
+    session = SweepSession(spec, SweepOptions(log_dir=str(tmp_path), resume="abc"), [device])
+    resume_sweep(session)
+    return session
 
 
 def test_resume_records_the_gpu_waits_verdict_for_the_orphan(tmp_path):

@@ -119,7 +119,7 @@ def test_a_dirty_gpu_does_not_hold_up_the_other_gpu(tmp_path, monkeypatch):
     runner = SweepRunner(spec, SweepOptions(log_dir=str(tmp_path)), [dirty, clean],
                          QuietDisplay())
     assert runner.run() == 0
-    records = runner.records
+    records = runner.session.records
     on_dirty = [r for r in records if r.gpu.index == 0]
     on_clean = [r for r in records if r.gpu.index == 1]
     assert on_dirty and on_clean

@@ -165,6 +165,6 @@ def test_a_dirty_gpu_with_on_dirty_abort_stops_a_local_sweep(tmp_path, capsys):
     runner = SweepRunner(spec, SweepOptions(log_dir=str(tmp_path / "log")),
                          [FakeDevice([100.0, 900.0])], QuietDisplay())
     assert runner.run() == 3
-    record = yaml.safe_load(Path(runner.sweep_dir, "sweep.yaml").read_text())
+    record = yaml.safe_load(Path(runner.session.sweep_dir, "sweep.yaml").read_text())
     assert record["sweep"]["state"] == "aborted" and len(record["trials"]) == 1
     assert "GPU did not come back clean" in capsys.readouterr().err
