@@ -18,26 +18,82 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "docs", "img", "architecture
 
 FLOW, DECIDE, PROBE, CHILD, DISK = "#dbe8f7", "#dcefd9", "#fbe3c8", "#eadcf2", "#eeeeee"
 
-# name: (x, y, width, colour, title, files); x and y are box centres on a 32 x 40 sheet.
+# name: (x, y, width, colour, title, lines of files); x and y are box centres on a 32 x 40 sheet.
 BOXES = {
-    "yaml": (5, 38.2, 7, DISK, "sweep YAML + command line", "my_sweep.yaml, argv"),
-    "cli": (5, 35.6, 9, FLOW, "command line", "cli.py, preflight.py\nwb/cloud_cli.py, wb/agent_cli.py"),
-    "config": (5, 32.6, 9, FLOW, "sweep file", "config.py, isolation.py\ntypedconfig.py, macros.py, params.py"),
-    "source": (5, 29.2, 9, FLOW, "where trials come from", "source.py, local_source.py\ncontroller.py, engine.py, lightstats.py\nwb/cloud_source.py, wb/agent_channel.py"),
-    "runner": (5, 25.4, 9, FLOW, "the session", "runner.py, recorder.py, lock.py, signals.py\nslots.py, slotfill.py"),
-    "trialrun": (5, 21.8, 9, FLOW, "one trial", "trialrun.py, trialaccount.py\ntrialwatch.py, events.py"),
-    "launcher": (5, 18.4, 9, FLOW, "start it, held", "process/launcher.py (wb/env.py)\nprocess/containment.py, trialprocess.py"),
-    "reaper": (5, 15.0, 9, FLOW, "its launcher (a subreaper)", "process/reaper.py, process/cgroup.py"),
-    "trial": (5, 10.4, 9, CHILD, "the trial process", "user program\nbootstrap/sitecustomize.py\ntrial.py, wb/trial.py\nbootstrap/_gpusweep_child.py"),
-    "decide": (18, 25.4, 8.5, DECIDE, "decisions (pure)", "admission.py, memfit.py, autoslots.py\nguards.py, oom.py, leak.py, flapping.py\nstatus.py, trialrecord.py"),
-    "monitor": (18, 20.5, 8.5, PROBE, "watching it", "process/monitor.py, process/proctree.py\nhostmemory.py, gpu/track.py"),
-    "gpu": (27.5, 17.5, 6.5, PROBE, "the GPU (NVML)", "gpu/device.py, gpu/scan.py\ngpu/visible.py, gpu/devfiles.py"),
-    "cleanup": (18, 15.2, 8.5, FLOW, "ending it", "cleanup.py (end_tree)\ngpu/wait.py, gpu/view.py, gpu/baseline.py"),
-    "writer": (18, 8.5, 8.5, FLOW, "the one writer", "records/writer.py, journal.py, atomic.py\nrecords/layout.py, records/model.py"),
-    "sweepdir": (18, 3.2, 8.5, DISK, "the sweep directory", "journal.jsonl, sweep.yaml, config.yaml\n<run-id>/memory.yaml, memory.csv, ..."),
-    "reader": (27.5, 3.2, 6.5, FLOW, "the one reader", "records/reader.py"),
-    "report": (27.5, 9.5, 6.5, FLOW, "after the sweep", "report/build.py, plots.py\nconcurrency.py, report/check.py\nwb/summary.py, wb/sync.py"),
-    "resume": (27.5, 31.0, 6.5, FLOW, "--resume", "recorder.py replays\nthe journal"),
+    "yaml": (5, 38.2, 7, DISK, "sweep YAML + command line", (
+        "my_sweep.yaml, argv",
+    )),
+    "cli": (5, 35.6, 9, FLOW, "command line", (
+        "cli.py, preflight.py",
+        "wb/cloud_cli.py, wb/agent_cli.py",
+    )),
+    "config": (5, 32.6, 9, FLOW, "sweep file", (
+        "config.py, isolation.py",
+        "typedconfig.py, macros.py, params.py",
+    )),
+    "source": (5, 29.2, 9, FLOW, "where trials come from", (
+        "source.py, local_source.py",
+        "controller.py, engine.py, lightstats.py",
+        "wb/cloud_source.py, wb/agent_channel.py",
+    )),
+    "runner": (5, 25.4, 9, FLOW, "the session", (
+        "runner.py, recorder.py, lock.py, signals.py",
+        "slots.py, slotfill.py",
+    )),
+    "trialrun": (5, 21.8, 9, FLOW, "one trial", (
+        "trialrun.py, trialaccount.py",
+        "trialwatch.py, events.py",
+    )),
+    "launcher": (5, 18.4, 9, FLOW, "start it, held", (
+        "process/launcher.py (wb/env.py)",
+        "process/containment.py, trialprocess.py",
+    )),
+    "reaper": (5, 15.0, 9, FLOW, "its launcher (a subreaper)", (
+        "process/reaper.py, process/cgroup.py",
+    )),
+    "trial": (5, 10.4, 9, CHILD, "the trial process", (
+        "user program",
+        "bootstrap/sitecustomize.py",
+        "trial.py, wb/trial.py",
+        "bootstrap/_gpusweep_child.py",
+    )),
+    "decide": (18, 25.4, 8.5, DECIDE, "decisions (pure)", (
+        "admission.py, memfit.py, autoslots.py",
+        "guards.py, oom.py, leak.py, flapping.py",
+        "status.py, trialrecord.py",
+    )),
+    "monitor": (18, 20.5, 8.5, PROBE, "watching it", (
+        "process/monitor.py, process/proctree.py",
+        "hostmemory.py, gpu/track.py",
+    )),
+    "gpu": (27.5, 17.5, 6.5, PROBE, "the GPU (NVML)", (
+        "gpu/device.py, gpu/scan.py",
+        "gpu/visible.py, gpu/devfiles.py",
+    )),
+    "cleanup": (18, 15.2, 8.5, FLOW, "ending it", (
+        "cleanup.py (end_tree)",
+        "gpu/wait.py, gpu/view.py, gpu/baseline.py",
+    )),
+    "writer": (18, 8.5, 8.5, FLOW, "the one writer", (
+        "records/writer.py, journal.py, atomic.py",
+        "records/layout.py, records/model.py",
+    )),
+    "sweepdir": (18, 3.2, 8.5, DISK, "the sweep directory", (
+        "journal.jsonl, sweep.yaml, config.yaml",
+        "<run-id>/memory.yaml, memory.csv, ...",
+    )),
+    "reader": (27.5, 3.2, 6.5, FLOW, "the one reader", (
+        "records/reader.py",
+    )),
+    "report": (27.5, 9.5, 6.5, FLOW, "after the sweep", (
+        "report/build.py, plots.py",
+        "concurrency.py, report/check.py",
+        "wb/summary.py, wb/sync.py",
+    )),
+    "resume": (27.5, 31.0, 6.5, FLOW, "--resume", (
+        "recorder.py replays",
+        "the journal",
+    )),
 }
 
 # (from, to, label, dashed)
@@ -75,7 +131,7 @@ def anchor(name: str, toward: str) -> tuple[float, float]:
 
 
 def box_height(name: str) -> float:
-    return 1.3 + 0.55 * BOXES[name][5].count("\n")
+    return 0.75 + 0.55 * len(BOXES[name][5])
 
 
 def draw(out: str) -> None:
@@ -91,8 +147,8 @@ def draw(out: str) -> None:
                                     facecolor=colour, edgecolor="#555555", linewidth=1))
         ax.text(x, y + h / 2 - 0.45, title, ha="center", va="center", fontsize=11,
                 fontweight="bold")
-        ax.text(x, y - 0.3, files, ha="center", va="center", fontsize=8.5, family="monospace",
-                linespacing=1.35)
+        ax.text(x, y - 0.3, "\n".join(files), ha="center", va="center", fontsize=8.5,
+                family="monospace", linespacing=1.35)
     for start, end, label, dashed in ARROWS:
         a, b = anchor(start, end), anchor(end, start)
         ax.annotate("", xy=b, xytext=a, arrowprops={
