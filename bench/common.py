@@ -1,7 +1,9 @@
-"""Shared by the benchmarks: medians, the machine, running a sweep, and the JSON line."""
+"""Shared by the benchmarks: the command line, medians, the machine, running a sweep, the JSON
+line."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -18,6 +20,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r" in [0-9.]+ s; records in (?P<dir>\S+)")
+
+
+def bench_parser(doc: str | None, quick_help: str | None = None,
+                 counts: bool = False) -> argparse.ArgumentParser:
+    """Every benchmark's ``--quick`` and ``--json`` (and ``--trials``/``--repeats`` with
+    ``counts``), described by the first line of its docstring."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true")
+    if counts:
+        parser.add_argument("--trials", type=int)
+        parser.add_argument("--repeats", type=int)
+    return parser
 
 
 def median(values: list[float]) -> float:

@@ -11,7 +11,6 @@ is the GPU's memory (``auto`` picks it there when the matrix fits). Medians over
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shutil
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
 
 
 def batches(cache, split, device, path: str, batch: int):  # noqa: ANN001, ANN201
@@ -71,9 +70,7 @@ def train_rate(cache, config, loader, device, steps: int, batch: int) -> float: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     import torch
 

@@ -9,7 +9,6 @@ sampled while training) and AMP on vs off.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import shutil
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
 
 
 class UtilSampler:
@@ -82,9 +81,7 @@ def measure(cache, split, config, arch: str, batch: int, amp: bool, steps: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     import torch
 
