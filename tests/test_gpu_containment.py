@@ -5,12 +5,10 @@ subprocess, so that pytest's own process never holds a CUDA context). Written on
 without a GPU: not run yet (docs/GPU_CHECK.md says when it was).
 """
 
-import subprocess
-import sys
 
 import psutil
 import pytest
-from conftest import fault, gpu_environ, journal_tokens, processes_with_token
+from conftest import cuda_available, fault, gpu_environ, journal_tokens, processes_with_token
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 TOLERANCE_MB = 256
@@ -18,10 +16,7 @@ TOLERANCE_MB = 256
 
 @pytest.fixture(scope="module", autouse=True)
 def cuda_or_skip():
-    probe = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True, text=True, timeout=120, env=gpu_environ())
-    if probe.stdout.strip() != "True":
+    if not cuda_available():
         pytest.skip("needs a CUDA GPU")
 
 
