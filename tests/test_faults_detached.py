@@ -170,7 +170,7 @@ def test_without_the_subreaper_the_token_scan_misses_the_daemon(how, tmp_path, m
     The monitor is left out here: it could see a daemon only in the instant between its
     fork and its parent's exit."""
     wrapper = tmp_path / "reaper_without_subreaper.py"
-    wrapper.write_text(NO_SUBREAPER.format(gpusweep=str(ROOT / "gpusweep")))
+    wrapper.write_text(NO_SUBREAPER.format(gpusweep=str(ROOT / "gpusweep" / "process")))
     monkeypatch.setattr("gpusweep.process.trialprocess.REAPER", str(wrapper))
     trial_dir = tmp_path / "trial"
     trial_dir.mkdir()
