@@ -229,6 +229,13 @@ def cuda_available() -> bool:
     return probe.stdout.strip() == "True"
 
 
+@pytest.fixture(scope="module")
+def cuda():
+    """Skips the module's tests unless torch sees a CUDA GPU."""
+    if not cuda_available():
+        pytest.skip("needs a CUDA GPU")
+
+
 def wait_for(predicate, timeout: float = 10.0, step_s: float = 0.05) -> bool:
     """Poll ``predicate`` until it holds (True) or ``timeout`` seconds passed (False)."""
     deadline = time.monotonic() + timeout

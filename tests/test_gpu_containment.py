@@ -8,16 +8,10 @@ without a GPU: not run yet (docs/GPU_CHECK.md says when it was).
 
 import psutil
 import pytest
-from conftest import cuda_available, fault, gpu_environ, journal_tokens, processes_with_token
+from conftest import fault, gpu_environ, journal_tokens, processes_with_token
 
-pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.usefixtures("cuda")]
 TOLERANCE_MB = 256
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cuda_or_skip():
-    if not cuda_available():
-        pytest.skip("needs a CUDA GPU")
 
 
 def sweep(how, **isolation):
