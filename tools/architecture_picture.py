@@ -18,106 +18,117 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "docs", "img", "architecture
 
 FLOW, DECIDE, PROBE, CHILD, DISK = "#dbe8f7", "#dcefd9", "#fbe3c8", "#eadcf2", "#eeeeee"
 
-# name: (x, y, width, colour, title, lines of files); x and y are box centres on a 32 x 40 sheet.
-BOXES = {
-    "yaml": (5, 38.2, 7, DISK, "sweep YAML + command line", (
-        "my_sweep.yaml, argv",
-    )),
-    "cli": (5, 35.6, 9, FLOW, "command line", (
-        "cli.py, preflight.py",
-        "wb/cloud_cli.py, wb/agent_cli.py",
-    )),
-    "config": (5, 32.6, 9, FLOW, "sweep file", (
-        "config.py, isolation.py",
-        "typedconfig.py, macros.py, params.py",
-    )),
-    "source": (5, 29.2, 9, FLOW, "where trials come from", (
-        "source.py, local_source.py",
-        "controller.py, engine.py, lightstats.py",
-        "wb/cloud_source.py, wb/agent_channel.py",
-    )),
-    "runner": (5, 25.4, 9, FLOW, "the session", (
-        "runner.py, recorder.py, lock.py, signals.py",
-        "slots.py, slotfill.py",
-    )),
-    "trialrun": (5, 21.8, 9, FLOW, "one trial", (
-        "trialrun.py, trialaccount.py",
-        "trialwatch.py, events.py",
-    )),
-    "launcher": (5, 18.4, 9, FLOW, "start it, held", (
-        "process/launcher.py (wb/env.py)",
-        "process/containment.py, trialprocess.py",
-    )),
-    "reaper": (5, 15.0, 9, FLOW, "its launcher (a subreaper)", (
-        "process/reaper.py, process/cgroup.py",
-    )),
-    "trial": (5, 10.4, 9, CHILD, "the trial process", (
-        "user program",
-        "bootstrap/sitecustomize.py",
-        "trial.py, wb/trial.py",
-        "bootstrap/_gpusweep_child.py",
-    )),
-    "decide": (18, 25.4, 8.5, DECIDE, "decisions (pure)", (
-        "admission.py, memfit.py, autoslots.py",
-        "guards.py, oom.py, leak.py, flapping.py",
-        "status.py, trialrecord.py",
-    )),
-    "monitor": (18, 20.5, 8.5, PROBE, "watching it", (
-        "process/monitor.py, process/proctree.py",
-        "hostmemory.py, gpu/track.py",
-    )),
-    "gpu": (27.5, 17.5, 6.5, PROBE, "the GPU (NVML)", (
-        "gpu/device.py, gpu/scan.py",
-        "gpu/visible.py, gpu/devfiles.py",
-    )),
-    "cleanup": (18, 15.2, 8.5, FLOW, "ending it", (
-        "cleanup.py (end_tree)",
-        "gpu/wait.py, gpu/view.py, gpu/baseline.py",
-    )),
-    "writer": (18, 8.5, 8.5, FLOW, "the one writer", (
-        "records/writer.py, journal.py, atomic.py",
-        "records/layout.py, records/model.py",
-    )),
-    "sweepdir": (18, 3.2, 8.5, DISK, "the sweep directory", (
-        "journal.jsonl, sweep.yaml, config.yaml",
-        "<run-id>/memory.yaml, memory.csv, ...",
-    )),
-    "reader": (27.5, 3.2, 6.5, FLOW, "the one reader", (
-        "records/reader.py",
-    )),
-    "report": (27.5, 9.5, 6.5, FLOW, "after the sweep", (
-        "report/build.py, plots.py",
-        "concurrency.py, report/check.py",
-        "wb/summary.py, wb/sync.py",
-    )),
-    "resume": (27.5, 31.0, 6.5, FLOW, "--resume", (
-        "recorder.py replays",
-        "the journal",
-    )),
-}
+# One box: a line with its name, centre x and y on a 32 x 40 sheet, width, colour and title,
+# then its lines of files, indented.
+BOXES_TABLE = """
+yaml      5     38.2  7    DISK    sweep YAML + command line
+    my_sweep.yaml, argv
+cli       5     35.6  9    FLOW    command line
+    cli.py, preflight.py
+    wb/cloud_cli.py, wb/agent_cli.py
+config    5     32.6  9    FLOW    sweep file
+    config.py, isolation.py
+    typedconfig.py, macros.py, params.py
+source    5     29.2  9    FLOW    where trials come from
+    source.py, local_source.py
+    controller.py, engine.py, lightstats.py
+    wb/cloud_source.py, wb/agent_channel.py
+runner    5     25.4  9    FLOW    the session
+    runner.py, recorder.py, lock.py, signals.py
+    slots.py, slotfill.py
+trialrun  5     21.8  9    FLOW    one trial
+    trialrun.py, trialaccount.py
+    trialwatch.py, events.py
+launcher  5     18.4  9    FLOW    start it, held
+    process/launcher.py (wb/env.py)
+    process/containment.py, trialprocess.py
+reaper    5     15.0  9    FLOW    its launcher (a subreaper)
+    process/reaper.py, process/cgroup.py
+trial     5     10.4  9    CHILD   the trial process
+    user program
+    bootstrap/sitecustomize.py
+    trial.py, wb/trial.py
+    bootstrap/_gpusweep_child.py
+decide    18    25.4  8.5  DECIDE  decisions (pure)
+    admission.py, memfit.py, autoslots.py
+    guards.py, oom.py, leak.py, flapping.py
+    status.py, trialrecord.py
+monitor   18    20.5  8.5  PROBE   watching it
+    process/monitor.py, process/proctree.py
+    hostmemory.py, gpu/track.py
+gpu       27.5  17.5  6.5  PROBE   the GPU (NVML)
+    gpu/device.py, gpu/scan.py
+    gpu/visible.py, gpu/devfiles.py
+cleanup   18    15.2  8.5  FLOW    ending it
+    cleanup.py (end_tree)
+    gpu/wait.py, gpu/view.py, gpu/baseline.py
+writer    18    8.5   8.5  FLOW    the one writer
+    records/writer.py, journal.py, atomic.py
+    records/layout.py, records/model.py
+sweepdir  18    3.2   8.5  DISK    the sweep directory
+    journal.jsonl, sweep.yaml, config.yaml
+    <run-id>/memory.yaml, memory.csv, ...
+reader    27.5  3.2   6.5  FLOW    the one reader
+    records/reader.py
+report    27.5  9.5   6.5  FLOW    after the sweep
+    report/build.py, plots.py
+    concurrency.py, report/check.py
+    wb/summary.py, wb/sync.py
+resume    27.5  31.0  6.5  FLOW    --resume
+    recorder.py replays
+    the journal
+"""
 
-# (from, to, label, dashed)
-ARROWS = [
-    ("yaml", "cli", "", False),
-    ("cli", "config", "SweepSpec", False),
-    ("config", "source", "", False),
-    ("source", "runner", "next params, stops", False),
-    ("runner", "trialrun", "TrialPlan", False),
-    ("trialrun", "launcher", "argv, env", False),
-    ("launcher", "reaper", "status pipe", False),
-    ("reaper", "trial", "its only child", False),
-    ("runner", "decide", "admit?", False),
-    ("trialrun", "decide", "stop? status?", False),
-    ("trialrun", "monitor", "samples", False),
-    ("monitor", "gpu", "", False),
-    ("cleanup", "gpu", "", False),
-    ("trialrun", "cleanup", "finish", False),
-    ("cleanup", "writer", "TrialRecord, through recorder.py", False),
-    ("writer", "sweepdir", "", False),
-    ("sweepdir", "reader", "", False),
-    ("reader", "report", "", False),
-    ("resume", "runner", "", False),
-]
+# One arrow a line: from, to, and its label (if any).
+ARROWS_TABLE = """
+yaml      cli
+cli       config    SweepSpec
+config    source
+source    runner    next params, stops
+runner    trialrun  TrialPlan
+trialrun  launcher  argv, env
+launcher  reaper    status pipe
+reaper    trial     its only child
+runner    decide    admit?
+trialrun  decide    stop? status?
+trialrun  monitor   samples
+monitor   gpu
+cleanup   gpu
+trialrun  cleanup   finish
+cleanup   writer    TrialRecord, through recorder.py
+writer    sweepdir
+sweepdir  reader
+reader    report
+resume    runner
+"""
+COLOURS = {"FLOW": FLOW, "DECIDE": DECIDE, "PROBE": PROBE, "CHILD": CHILD, "DISK": DISK}
+
+
+def boxes(table: str) -> dict[str, tuple[float, float, float, str, str, list[str]]]:
+    """The boxes of ``table``: name -> (x, y, width, colour, title, lines of files)."""
+    found: dict[str, tuple[float, float, float, str, str, list[str]]] = {}
+    files: list[str] = []
+    for line in table.strip("\n").splitlines():
+        if line.startswith(" "):
+            files.append(line.strip())  # a line of the box above
+            continue
+        name, x, y, width, colour, *title = line.split()
+        files = []
+        found[name] = (float(x), float(y), float(width), COLOURS[colour], " ".join(title), files)
+    return found
+
+
+def arrows(table: str) -> list[tuple[str, str, str]]:
+    """The arrows of ``table``: (from, to, label)."""
+    found = []
+    for line in table.strip().splitlines():
+        start, end, *label = line.split()
+        found.append((start, end, " ".join(label)))
+    return found
+
+
+BOXES = boxes(BOXES_TABLE)
+ARROWS = arrows(ARROWS_TABLE)
 
 
 def anchor(name: str, toward: str) -> tuple[float, float]:
@@ -149,11 +160,11 @@ def draw(out: str) -> None:
                 fontweight="bold")
         ax.text(x, y - 0.3, "\n".join(files), ha="center", va="center", fontsize=8.5,
                 family="monospace", linespacing=1.35)
-    for start, end, label, dashed in ARROWS:
+    for start, end, label in ARROWS:
         a, b = anchor(start, end), anchor(end, start)
         ax.annotate("", xy=b, xytext=a, arrowprops={
             "arrowstyle": "-|>", "color": "#333333", "lw": 1.2,
-            "linestyle": "--" if dashed else "-", "shrinkA": 2, "shrinkB": 2})
+            "shrinkA": 2, "shrinkB": 2})
         if label:
             ax.text((a[0] + b[0]) / 2 + 0.25, (a[1] + b[1]) / 2, label, fontsize=8.5,
                     color="#1f4e79", ha="left" if a[0] == b[0] else "center", va="bottom")
