@@ -49,7 +49,7 @@ trial     5     10.4  9    CHILD   the trial process
     bootstrap/sitecustomize.py
     trial.py, wb/trial.py
     bootstrap/_gpusweep_child.py
-decide    18    25.4  8.5  DECIDE  decisions (pure)
+decide    18    25.4  8.5  DECIDE  decisions
     admission.py, memfit.py, autoslots.py
     guards.py, oom.py, leak.py, flapping.py
     status.py, trialrecord.py
@@ -182,7 +182,7 @@ def draw(out: str) -> None:
         "connectionstyle": "arc3,rad=0.12"})
     ax.text(5, 8.2, "files out: events.jsonl, output.log, leaks.txt", fontsize=8,
             color="#7b3f99", ha="center", va="top")
-    legend = [(FLOW, "the data's path"), (DECIDE, "pure decisions"),
+    legend = [(FLOW, "the data's path"), (DECIDE, "decisions (pure functions)"),
               (PROBE, "probes of the machine"), (CHILD, "inside the trial (stdlib only)"),
               (DISK, "files")]
     for i, (colour, text) in enumerate(legend):
