@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, first_gpu, run_sweep, trial_records  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, first_gpu, run_sweep, trial_records  # noqa: E402
 
 SIM_MB = 1000.0  # 25 % of the simulated GPU's util_full_mb: four trials make 100 %
 
@@ -87,9 +87,7 @@ def _round(value: float | None) -> float | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument("--sim", action="store_true", help="the simulated GPU (default "
                         "without --sweep)")
     parser.add_argument("--sweep", metavar="FILE", help="a sweep file, on the real GPU")

@@ -1,16 +1,21 @@
-"""Shared by the benchmarks: medians, the machine, running a sweep, and the JSON line."""
+"""Shared by the benchmarks: the command line, medians, the machine, running a sweep, the JSON
+line."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,6 +23,50 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r" in [0-9.]+ s; records in (?P<dir>\S+)")
+
+
+def bench_parser(doc: str | None, quick_help: str | None = None,
+                 counts: bool = False) -> argparse.ArgumentParser:
+    """Every benchmark's ``--quick`` and ``--json`` (and ``--trials``/``--repeats`` with
+    ``counts``), described by the first line of its docstring."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", action="store_true")
+    if counts:
+        parser.add_argument("--trials", type=int)
+        parser.add_argument("--repeats", type=int)
+    return parser
+
+
+class StockData(NamedTuple):
+    device: Any  # torch.device
+    config: Any  # stockpred.config.Config
+    cache: Any
+    split: Any
+
+
+@contextlib.contextmanager
+def stock_data(prefix: str) -> Iterator[StockData]:
+    """The stock model's device (every core on CPU) and its default config's data, built in a
+    temporary cache directory that is removed afterwards."""
+    import torch
+
+    from stockpred import engine
+    from stockpred.cache import load_or_build
+    from stockpred.config import load_config
+    from stockpred.walkforward import train_val_split
+
+    device = engine.pick_device("auto")
+    if device.type == "cpu":
+        torch.set_num_threads(engine.cpu_threads(0, 0))
+    cache_dir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        config = load_config(str(ROOT / "configs" / "stock_gru.yml"),
+                             [("data.cache_dir", cache_dir)])
+        cache, _ = load_or_build(config, log=lambda _: None)
+        yield StockData(device, config, cache, train_val_split(cache, config, warn=lambda _: None))
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
 
 
 def median(values: list[float]) -> float:

@@ -13,7 +13,6 @@ while it runs (SIGTERM, which it obeys). Paths alternate cycle by cycle; medians
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import emit, median  # noqa: E402
+from bench.common import bench_parser, emit, median  # noqa: E402
 from gpusweep.cleanup import end_tree  # noqa: E402
 from gpusweep.isolation import IsolationConfig, StopConfig  # noqa: E402
 from gpusweep.process import (
@@ -69,9 +68,7 @@ def launched(argv: list[str], paths: TrialPaths, stop_running: bool,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     repeats = 20 if args.quick else 100
     stop = StopConfig(grace_s=GRACE_S)

@@ -11,17 +11,14 @@ is the GPU's memory (``auto`` picks it there when the matrix fits). Medians over
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import bench_parser, emit, median, stock_data  # noqa: E402
 
 
 def batches(cache, split, device, path: str, batch: int):  # noqa: ANN001, ANN201
@@ -71,29 +68,14 @@ def train_rate(cache, config, loader, device, steps: int, batch: int) -> float: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     import torch
 
-    from stockpred import engine
-    from stockpred.cache import load_or_build
-    from stockpred.config import load_config
-    from stockpred.walkforward import train_val_split
-
-    device = engine.pick_device("auto")
-    if device.type == "cpu":
-        torch.set_num_threads(engine.cpu_threads(0, 0))
     sizes = (256, 1024) if args.quick else (256, 1024, 4096)
     samples = 8_000 if args.quick else 40_000
     repeats = 3 if args.quick else 5
-    cache_dir = tempfile.mkdtemp(prefix="gpusweep-ondevice-")
-    try:
-        config = load_config(str(ROOT / "configs" / "stock_gru.yml"),
-                             [("data.cache_dir", cache_dir)])
-        cache, _ = load_or_build(config, log=lambda _: None)
-        split = train_val_split(cache, config, warn=lambda _: None)
+    with stock_data("gpusweep-ondevice-") as (device, config, cache, split):
         result: dict = {
             "device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -115,8 +97,6 @@ def main() -> None:
             row["train_ratio"] = round(row["train_device"] / row["train_memmap"], 2)
             table[f"batch {batch}"] = row
         result["samples_per_s"] = table
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
     emit(result, args.json)
 
 

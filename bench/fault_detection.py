@@ -16,7 +16,6 @@ trial's own records, the time from the fault's onset to its detection:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import emit, run_sweep, trial_records  # noqa: E402
+from bench.common import bench_parser, emit, run_sweep, trial_records  # noqa: E402
 
 FAULTS = {
     "cuda_oom": ("oom.py", {"batch_size": {"values": [256]}}, {}),
@@ -57,9 +56,7 @@ def detection_s(name: str, record: dict, sweep_dir: Path, isolation: dict) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="(always quick: one run each)")
+    parser = bench_parser(__doc__, quick_help="(always quick: one run each)")
     args = parser.parse_args()
     table = {}
     for name, (program, parameters, isolation) in FAULTS.items():

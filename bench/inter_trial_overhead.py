@@ -14,13 +14,12 @@ shows whether "none" is safe.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, first_gpu, median, run_sweep, trial_records  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, first_gpu, median, run_sweep, trial_records  # noqa: E402
 
 POLICIES = {"adaptive": {"mode": "adaptive"}, "fixed": {"mode": "fixed", "fixed_s": 5.0},
             "none": {"mode": "none"}}
@@ -46,11 +45,7 @@ def measure(trials: int, wait: dict) -> tuple[float, float, float, list[float | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a run of under 2 minutes")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--trials", type=int)
-    parser.add_argument("--repeats", type=int)
+    parser = bench_parser(__doc__, quick_help="a run of under 2 minutes", counts=True)
     args = parser.parse_args()
     trials = args.trials or (4 if args.quick else 10)
     repeats = args.repeats or (2 if args.quick else 3)

@@ -9,7 +9,6 @@ the monitor's. Median over repeats.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import emit, median  # noqa: E402
+from bench.common import bench_parser, emit, median  # noqa: E402
 from gpusweep.gpu.visible import default_device  # noqa: E402
 from gpusweep.process.monitor import Monitor  # noqa: E402
 
@@ -57,9 +56,7 @@ def measure(seconds: float, hz: float) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--hz", type=float, default=10.0)
     args = parser.parse_args()

@@ -12,7 +12,6 @@ process starts a little later, so the figure is if anything too high); and how l
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, SUMMARY, emit, median  # noqa: E402
+from bench.common import ROOT, SUMMARY, bench_parser, emit, median  # noqa: E402
 
 PARAMETERS = {
     "i": {"values": [0, 1, 2]},
@@ -78,9 +77,7 @@ def python_start() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--root", default=str(ROOT), help="the checkout to measure")
     args = parser.parse_args()

@@ -11,7 +11,6 @@ Every figure is the median over repeated sweeps (a sweep of 500 takes about 15 s
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median, trial_records  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median, trial_records  # noqa: E402
 
 DIGITS = {"overhead_s_first_window_median": 4, "overhead_s_last_window_median": 4,
           "overhead_ratio_last_vs_first": 2}  # the others: MB, to 0.1
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--trials", type=int)
-    parser.add_argument("--repeats", type=int)
+    parser = bench_parser(__doc__, counts=True)
     args = parser.parse_args()
     trials = args.trials or (150 if args.quick else 500)
     repeats = args.repeats or (2 if args.quick else 3)

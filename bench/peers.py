@@ -29,7 +29,6 @@ a runner that is not installed is skipped and its row says so.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -49,7 +48,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
 
 TRIAL = ROOT / "bench" / "programs" / "peer_trial.py"
 RUNNER = ROOT / "bench" / "peers_runner.py"
@@ -205,11 +204,7 @@ def measure(peer: Peer, trials: int, repeats: int, run_tag: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--trials", type=int)
-    parser.add_argument("--repeats", type=int)
+    parser = bench_parser(__doc__, counts=True)
     parser.add_argument("--only", help="comma-separated peer names (as in the table)")
     args = parser.parse_args()
     trials = args.trials or (5 if args.quick else 10)

@@ -8,19 +8,16 @@ allow: on 2 cores, 2 slots should take about half the time and 4 slots no less t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import emit, run_sweep, trial_records  # noqa: E402
+from bench.common import bench_parser, emit, run_sweep, trial_records  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     trials, epochs = (4, 3) if args.quick else (8, 6)
     config = {

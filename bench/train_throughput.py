@@ -9,18 +9,15 @@ sampled while training) and AMP on vs off.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import bench_parser, emit, median, stock_data  # noqa: E402
 
 
 class UtilSampler:
@@ -82,29 +79,14 @@ def measure(cache, split, config, arch: str, batch: int, amp: bool, steps: int, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     import torch
 
-    from stockpred import engine
-    from stockpred.cache import load_or_build
-    from stockpred.config import load_config
-    from stockpred.walkforward import train_val_split
-
-    device = engine.pick_device("auto")
-    if device.type == "cpu":
-        torch.set_num_threads(engine.cpu_threads(0, 0))
     batches = (256, 1024) if args.quick else (128, 256, 1024, 4096)
     samples = 5_000 if args.quick else 20_000  # per measurement, whatever the batch size
     repeats = 2 if args.quick else 3
-    cache_dir = tempfile.mkdtemp(prefix="gpusweep-train-")
-    try:
-        config = load_config(str(ROOT / "configs" / "stock_gru.yml"),
-                             [("data.cache_dir", cache_dir)])
-        cache, _ = load_or_build(config, log=lambda _: None)
-        split = train_val_split(cache, config, warn=lambda _: None)
+    with stock_data("gpusweep-train-") as (device, config, cache, split):
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         result: dict = {"device": str(device), "gpu": gpu, "threads": torch.get_num_threads(),
                         "samples_per_measurement": samples, "repeats": repeats}
@@ -120,8 +102,6 @@ def main() -> None:
                     utils = [r[1] for r in runs if r[1] is not None]
                     if utils:
                         result[f"gpu_util_percent_{name}"] = round(median(utils), 1)
-    finally:
-        shutil.rmtree(cache_dir, ignore_errors=True)
     emit(result, args.json)
 
 

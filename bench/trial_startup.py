@@ -7,7 +7,6 @@ Every trial pays it, so it must stay small: the module imports neither torch nor
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
 
 
 def timed(code: str) -> float:
@@ -25,9 +24,7 @@ def timed(code: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     repeats = 10 if args.quick else 30
     bare, api = [], []

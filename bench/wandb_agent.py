@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from bench.common import ROOT, emit, median  # noqa: E402
+from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
 
 INTERVAL_S = 0.5
 
@@ -98,9 +97,7 @@ def heartbeat_gap(root: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
     repeats = 1 if args.quick else 3
     walls, summaries, gaps = [], [], []

@@ -30,22 +30,19 @@ class Head(nn.Module):
         return torch.sigmoid(self.out(self.drop(self.norm(last)))).squeeze(-1)
 
 
-class GRUModel(nn.Module):
-    def __init__(self, n_features: int, hidden: int, layers: int, dropout: float) -> None:
+def recurrent(cell: type[nn.RNNBase], n_in: int, hidden: int, layers: int,
+              dropout: float) -> nn.RNNBase:
+    """A batch-first GRU or LSTM; dropout between layers only (PyTorch warns on one layer)."""
+    return cell(n_in, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+
+
+class RecurrentModel(nn.Module):
+    """A GRU or an LSTM over the window, then the head on its last step."""
+
+    def __init__(self, cell: type[nn.RNNBase], n_features: int, hidden: int, layers: int,
+                 dropout: float) -> None:
         super().__init__()
-        self.rnn = nn.GRU(n_features, hidden, layers, batch_first=True,
-                          dropout=dropout if layers > 1 else 0.0)
-        self.head = Head(hidden, dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rnn(x)[0])
-
-
-class LSTMModel(nn.Module):
-    def __init__(self, n_features: int, hidden: int, layers: int, dropout: float) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(n_features, hidden, layers, batch_first=True,
-                           dropout=dropout if layers > 1 else 0.0)
+        self.rnn = recurrent(cell, n_features, hidden, layers, dropout)
         self.head = Head(hidden, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,8 +58,7 @@ class CNNRNNModel(nn.Module):
         self.pad = kernel - 1
         self.conv = nn.Conv1d(n_features, channels, kernel)
         self.act = nn.GELU()
-        self.rnn = nn.GRU(channels, hidden, layers, batch_first=True,
-                          dropout=dropout if layers > 1 else 0.0)
+        self.rnn = recurrent(nn.GRU, channels, hidden, layers, dropout)
         self.head = Head(hidden, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,9 +71,9 @@ def build_model(model_config: ModelConfig, n_features: int) -> nn.Module:
     """The architecture ``model.arch`` names."""
     c = model_config
     if c.arch == "gru":
-        return GRUModel(n_features, c.hidden, c.layers, c.dropout)
+        return RecurrentModel(nn.GRU, n_features, c.hidden, c.layers, c.dropout)
     if c.arch == "lstm":
-        return LSTMModel(n_features, c.hidden, c.layers, c.dropout)
+        return RecurrentModel(nn.LSTM, n_features, c.hidden, c.layers, c.dropout)
     if c.arch == "cnn_rnn":
         return CNNRNNModel(n_features, c.hidden, c.layers, c.dropout, c.conv_channels, c.kernel)
     raise ValueError(f"unknown model.arch {c.arch!r}")

@@ -218,3 +218,53 @@ def program(name: str) -> str:
 def fault(name: str) -> str:
     """A trial program under tests/faults/ that fails in one specific way."""
     return os.path.join("tests", "faults", name)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees CUDA with the machine's GPUs visible, asked in a subprocess so that
+    pytest's own process never holds a CUDA context."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True, text=True, timeout=120, env=gpu_environ())
+    return probe.stdout.strip() == "True"
+
+
+@pytest.fixture(scope="module")
+def cuda():
+    """Skips the module's tests unless torch sees a CUDA GPU."""
+    if not cuda_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+def wait_for(predicate, timeout: float = 10.0, step_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds passed (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return False
+
+
+SLEEPER = program("sleeper.py")
+
+
+def sleeper_sweep(parameters=None, **extra) -> dict:
+    """A grid sweep of tests/programs/sleeper.py (two trials unless ``parameters`` say)."""
+    config = {"program": SLEEPER, "method": "grid",
+              "parameters": parameters or {"x": {"values": [1, 2]}}}
+    config.update(extra)
+    return config
+
+
+def fault_sweep(program_file, args=(), parameters=None, **isolation) -> dict:
+    """A grid sweep of one fault program with extra ``args``, a 1 s grace unless given."""
+    isolation.setdefault("stop", {"grace_s": 1})
+    return {
+        "program": program_file,
+        "command": ["${env}", "${interpreter}", "${program}", *args, "${args}"],
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": parameters or {"x": {"values": [1]}},
+        "isolation": isolation,
+    }

@@ -4,15 +4,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-
-SLEEPER = "tests/programs/sleeper.py"
-
-
-def sweep(parameters=None, **extra):
-    config = {"program": SLEEPER, "method": "grid",
-              "parameters": parameters or {"x": {"values": [1, 2]}}}
-    config.update(extra)
-    return config
+from conftest import sleeper_sweep as sweep
 
 
 def test_a_bad_command_line_is_one_line():

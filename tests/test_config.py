@@ -6,6 +6,7 @@ import sys
 import pytest
 import yaml
 from conftest import ROOT
+from conftest import sleeper_sweep as sweep
 
 from gpusweep.config import MAX_GRID, grid_size, load_sweep, parse_sweep
 from gpusweep.controller import Controller, RunView
@@ -196,16 +197,6 @@ def test_dotted_and_nested_params_are_known_to_the_isolation_block():
                             isolation={"oom": {"retry": True, "key": "train.batch_size"}}),
                        "sweep.yaml")
     assert spec.isolation.oom.key == "train.batch_size"
-
-
-SLEEPER = "tests/programs/sleeper.py"
-
-
-def sweep(parameters=None, **extra):
-    config = {"program": SLEEPER, "method": "grid",
-              "parameters": parameters or {"x": {"values": [1, 2]}}}
-    config.update(extra)
-    return config
 
 
 def test_yaml_11_spellings_in_the_isolation_block(tmp_path):

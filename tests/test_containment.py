@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 from gpusweep.config import parse_sweep
 from gpusweep.display import QuietDisplay
@@ -60,15 +60,6 @@ def launch(argv, tmp_path, env=None, grace_s=2.0, cgroup_dir=None):
                                    cgroup=cgroup_dir)
     finally:
         out.close()
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def gone(pid):

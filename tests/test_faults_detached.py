@@ -23,6 +23,7 @@ import pytest
 from conftest import (
     ROOT,
     fault,
+    fault_sweep,
     journal_tokens,
     processes_with_token,
     wait_until_no_process,
@@ -40,15 +41,7 @@ HOWS = ["setsid", "closefds", "helper", "pgrp"]
 
 
 def sweep(program, args=(), values=(1,), **isolation):
-    isolation.setdefault("stop", {"grace_s": 1})
-    return {
-        "program": program,
-        "command": ["${env}", "${interpreter}", "${program}", *args, "${args}"],
-        "method": "grid",
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": {"x": {"values": list(values)}},
-        "isolation": isolation,
-    }
+    return fault_sweep(program, args, {"x": {"values": list(values)}}, **isolation)
 
 
 def daemons_under(root: Path) -> list[int]:

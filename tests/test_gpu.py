@@ -13,7 +13,14 @@ import sys
 
 import psutil
 import pytest
-from conftest import ROOT, gpu_environ, journal_tokens, processes_with_token, program
+from conftest import (
+    ROOT,
+    cuda_available,
+    gpu_environ,
+    journal_tokens,
+    processes_with_token,
+    program,
+)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 TOLERANCE_MB = 256
@@ -21,10 +28,7 @@ TOLERANCE_MB = 256
 
 @pytest.fixture(scope="module", autouse=True)
 def cuda_or_skip():
-    probe = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True, text=True, timeout=120, env=gpu_environ())
-    if probe.stdout.strip() != "True":
+    if not cuda_available():
         pytest.skip("needs a CUDA GPU")
     from gpusweep.gpu.visible import default_device
 

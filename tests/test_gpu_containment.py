@@ -5,24 +5,13 @@ subprocess, so that pytest's own process never holds a CUDA context). Written on
 without a GPU: not run yet (docs/GPU_CHECK.md says when it was).
 """
 
-import subprocess
-import sys
 
 import psutil
 import pytest
 from conftest import fault, gpu_environ, journal_tokens, processes_with_token
 
-pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.usefixtures("cuda")]
 TOLERANCE_MB = 256
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cuda_or_skip():
-    probe = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-        capture_output=True, text=True, timeout=120, env=gpu_environ())
-    if probe.stdout.strip() != "True":
-        pytest.skip("needs a CUDA GPU")
 
 
 def sweep(how, **isolation):

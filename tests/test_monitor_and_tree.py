@@ -7,9 +7,9 @@ import select
 import subprocess
 import sys
 import textwrap
-import time
 
 import psutil
+from conftest import wait_for
 
 from gpusweep import slots
 from gpusweep.cleanup import end_tree, find_trial_processes
@@ -29,15 +29,6 @@ TREE = textwrap.dedent("""
 def start_tree(env=None):
     return subprocess.Popen([sys.executable, "-c", TREE], start_new_session=True,
                             env=env or dict(os.environ))
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_monitor_sums_the_tree_and_remembers_every_process(tmp_path):

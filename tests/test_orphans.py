@@ -2,6 +2,7 @@
 with the verdict of the GPU wait that followed its end, and unknown (null, with the reason)
 where no wait measured it: never clean by default."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -72,12 +73,22 @@ def resume(tmp_path, spec, device):
     return session
 
 
-def test_resume_records_the_gpu_waits_verdict_for_the_orphan(tmp_path):
-    token = f"orphan-{os.getpid()}-gpu"
+@contextlib.contextmanager
+def sleeping_orphan(token):
+    """A process left by a dead orchestrator's trial: the trial's token, its own session."""
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                               env={**os.environ, "GPUSWEEP_TRIAL_TOKEN": token},
                               start_new_session=True)
     try:
+        yield orphan
+    finally:
+        orphan.kill()
+        orphan.wait(timeout=10)
+
+
+def test_resume_records_the_gpu_waits_verdict_for_the_orphan(tmp_path):
+    token = f"orphan-{os.getpid()}-gpu"
+    with sleeping_orphan(token) as orphan:
         spec, sweep_dir = orphaned_sweep(tmp_path, token)
         device = FakeDevice([1000.0], holders=[{}])  # FAKE GPU
         resume(tmp_path, spec, device)
@@ -89,24 +100,15 @@ def test_resume_records_the_gpu_waits_verdict_for_the_orphan(tmp_path):
         assert device.reads > 0
         assert record.cleanup.clean is None and "no baseline" in record.cleanup.reason
         assert read_journal(sweep_dir).unended == []
-    finally:
-        orphan.kill()
-        orphan.wait(timeout=10)
 
 
 def test_resume_on_a_machine_without_gpu_records_what_its_wait_said(tmp_path):
     token = f"orphan-{os.getpid()}-cpu"
-    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                              env={**os.environ, "GPUSWEEP_TRIAL_TOKEN": token},
-                              start_new_session=True)
-    try:
+    with sleeping_orphan(token):
         spec, sweep_dir = orphaned_sweep(tmp_path, token)
         resume(tmp_path, spec, NullDevice())
         record = read_trial(sweep_dir, "r1")
         assert record.cleanup.clean is True and record.cleanup.reason is None
-    finally:
-        orphan.kill()
-        orphan.wait(timeout=10)
 
 
 def test_an_orphan_with_nothing_left_to_end_is_unknown_not_clean(tmp_path):

@@ -14,21 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import fault, journal_tokens, processes_with_token
+from conftest import fault_sweep as sweep
 from simnvml import compose
 
 pytestmark = pytest.mark.slow
-
-
-def sweep(program, args=(), parameters=None, **isolation):
-    isolation.setdefault("stop", {"grace_s": 1})
-    return {
-        "program": program,
-        "command": ["${env}", "${interpreter}", "${program}", *args, "${args}"],
-        "method": "grid",
-        "metric": {"name": "loss", "goal": "minimize"},
-        "parameters": parameters or {"x": {"values": [1]}},
-        "isolation": isolation,
-    }
 
 
 def nothing_left(result):

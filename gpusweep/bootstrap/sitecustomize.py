@@ -225,6 +225,15 @@ def _write_event(event: dict) -> None:
         _child.append_event(event)
 
 
+def _standing_in(wrapper: Callable, original: Callable) -> Callable:
+    """``wrapper`` with the original's name and docstring, and the original kept on it (as
+    ``ORIGINAL_ATTR``) for ``gpusweep.trial``, which logs to W&B without a second event."""
+    setattr(wrapper, ORIGINAL_ATTR, original)
+    wrapper.__doc__ = original.__doc__
+    wrapper.__name__ = getattr(original, "__name__", wrapper.__name__)
+    return wrapper
+
+
 def _wrap_log(original: Callable) -> Callable:
     def log(self: Any, data: Any, step: Any = None, commit: Any = None, *args: Any,
             **kwargs: Any) -> Any:
@@ -247,10 +256,7 @@ def _wrap_log(original: Callable) -> Callable:
             pass
         return result
 
-    setattr(log, ORIGINAL_ATTR, original)
-    log.__doc__ = original.__doc__
-    log.__name__ = getattr(original, "__name__", "log")
-    return log
+    return _standing_in(log, original)
 
 
 def _wrap_init(original: Callable) -> Callable:
@@ -272,10 +278,7 @@ def _wrap_init(original: Callable) -> Callable:
             pass
         return run
 
-    setattr(init, ORIGINAL_ATTR, original)
-    init.__doc__ = original.__doc__
-    init.__name__ = getattr(original, "__name__", "init")
-    return init
+    return _standing_in(init, original)
 
 
 # -- the event ---------------------------------------------------------------------------

@@ -182,8 +182,7 @@ class TrialRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         """Rebuild a record from its memory.yaml / journal form (for --resume)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = known_fields(cls, data)
         values["status"] = TrialStatus(values["status"])
         for name, sub in (("metric", MetricSummary), ("gpu", GpuRecord),
                           ("host", HostRecord), ("cleanup", CleanupRecord),
@@ -214,8 +213,7 @@ class SweepHeader:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepHeader:
         """sweep.yaml's ``sweep:`` block; keys it does not know are ignored."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = known_fields(cls, data)
         values["id"] = str(values.get("id") or "")
         values.setdefault("name", None)
         values["config"] = values.get("config") if isinstance(values.get("config"), dict) \
@@ -225,6 +223,12 @@ class SweepHeader:
         values["started"] = str(values.get("started") or "")
         values["state"] = SweepState(values.get("state") or SweepState.RUNNING.value)
         return cls(**values)
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The items of ``data`` that are fields of the dataclass ``cls`` (newer keys ignored)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in known}
 
 
 def best_trial(records: list[TrialRecord], metric: Metric | None) -> TrialRecord | None:
