@@ -34,8 +34,9 @@ source    5     29.2  9    FLOW    where trials come from
     controller.py, engine.py, lightstats.py
     wb/cloud_source.py, wb/agent_channel.py
 runner    5     25.4  9    FLOW    the session
-    runner.py, recorder.py, lock.py, signals.py
-    slots.py, slotfill.py
+    runner.py, session.py, recorder.py, lock.py
+    trialstart.py, trialend.py, sweepend.py
+    resume.py, signals.py, slots.py, slotfill.py
 trialrun  5     21.8  9    FLOW    one trial
     trialrun.py, trialaccount.py
     trialwatch.py, events.py
@@ -75,6 +76,7 @@ report    27.5  9.5   6.5  FLOW    after the sweep
     concurrency.py, report/check.py
     wb/summary.py, wb/sync.py
 resume    27.5  31.0  6.5  FLOW    --resume
+    resume.py ends orphans
     recorder.py replays
     the journal
 """
