@@ -180,7 +180,7 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
     """Print the first proposed trials (params and exact argv); start nothing, write nothing."""
     from gpusweep.controller import Controller, RunView
     from gpusweep.process.launcher import build_argv, with_config_file
-    from gpusweep.redact import redact
+    from gpusweep.redact import masked_params, redact
     from gpusweep.slots import choose_devices
 
     choose_devices(args.gpus)  # a bad --gpus fails here too, not only in the real run
@@ -197,10 +197,11 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
         if params is None:
             break
         views.append(RunView(f"dry-{i}", params, "pending"))
-        argv = build_argv(spec.command, spec.program, params, "<trial-dir>/args.json")
+        shown = masked_params(params)  # a secret-named param's value is never printed
+        argv = build_argv(spec.command, spec.program, shown, "<trial-dir>/args.json")
         if args.config_file:
             argv = with_config_file(argv, args.config_file)
-        print(f"trial {i + 1}: {params}")
+        print(f"trial {i + 1}: {shown}")
         print(f"  argv: {[redact(token) for token in argv]}")
     return 0
 

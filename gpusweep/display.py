@@ -15,7 +15,7 @@ from rich.text import Text
 
 from gpusweep.config import grid_size
 from gpusweep.records import TrialRecord, best_trial
-from gpusweep.redact import redact
+from gpusweep.redact import masked_params, redact, trial_secret_values
 
 _STATUS_STYLE = {
     "finished": "green",
@@ -170,15 +170,17 @@ class LiveDisplay(QuietDisplay):
         parts: list[Any] = [table, self._progress]
         if with_tail and runner.running and not slots:
             trial = runner.running[0]
-            parts.append(Text(_tail(trial.paths.output_log, self.tail_lines), style="dim"))
+            masked = trial_secret_values(trial.params)
+            parts.append(Text(_tail(trial.paths.output_log, self.tail_lines, masked),
+                              style="dim"))
         return Group(*parts)
 
 
 def _params(params: dict[str, Any], constants: frozenset[str] = frozenset()) -> str:
     """The params that vary, ``name=value``; a dotted name shows its last part (lr=0.001
-    for train.lr), the sweep file has the rest."""
-    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items()
-                     if k not in constants)
+    for train.lr), the sweep file has the rest. A secret-named one shows ``***``."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}"
+                     for k, v in masked_params(params).items() if k not in constants)
 
 
 def constant_params(parameters: dict[str, Any]) -> frozenset[str]:
@@ -200,7 +202,9 @@ def _num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if digits <= 2 else f"{value:.{digits}g}"
 
 
-def _tail(path: str, lines: int) -> str:
+def _tail(path: str, lines: int, secrets: list[str] | None = None) -> str:
+    """The last ``lines`` of the trial's output, with ``secrets`` (or the environment's)
+    masked."""
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -208,4 +212,4 @@ def _tail(path: str, lines: int) -> str:
             text = handle.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    return redact("\n".join(text.rstrip().splitlines()[-lines:]))
+    return redact("\n".join(text.rstrip().splitlines()[-lines:]), secrets)

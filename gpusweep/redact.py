@@ -5,6 +5,14 @@ bootstrap masks with the same words as the orchestrator does; this module only g
 orchestrator's name.
 """
 
-from gpusweep.bootstrap._gpusweep_secrets import MASK, is_secret_name, redact, secret_values
+from gpusweep.bootstrap._gpusweep_secrets import (
+    MASK,
+    is_secret_name,
+    masked_params,
+    redact,
+    secret_values,
+    trial_secret_values,
+)
 
-__all__ = ["MASK", "is_secret_name", "redact", "secret_values"]
+__all__ = ["MASK", "is_secret_name", "masked_params", "redact", "secret_values",
+           "trial_secret_values"]

@@ -33,3 +33,17 @@ def test_dry_run_says_random_draws_are_a_sample(write_sweep):
     proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", str(path),
                            "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "a sample" in proc.stdout
+
+
+def test_dry_run_masks_secret_named_params(write_sweep):
+    path = write_sweep(sweep({"x": {"values": [1, 2]}, "api_token": {"value": "sekrit123"},
+                              "db.password": {"values": ["hunter2-a", "hunter2-b"]}},
+                             command=["${interpreter}", "${program}", "${args}",
+                                      "${args_json}"]))
+    proc = subprocess.run([sys.executable, "tools/sweep.py", "--sweep-config", str(path),
+                           "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sekrit123" not in proc.stdout and "hunter2" not in proc.stdout
+    assert "'api_token': '***'" in proc.stdout and "'--api_token=***'" in proc.stdout
+    assert "'--db.password=***'" in proc.stdout and '"db.password": "***"' in proc.stdout
+    assert "'x': 2" in proc.stdout and "'--x=2'" in proc.stdout  # the rest is shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from types import SimpleNamespace
 
 from rich.console import Console
@@ -48,3 +49,26 @@ def test_without_slots_no_slot_column_and_the_wait_fits():
     assert not any("slot" in line for line in lines)
     rows = [line.split() for line in lines if "aaaaaaa1" in line]
     assert rows[0][-5:] == ["skipped_no_fit", "0.1064", "-", "1234", "12.25"]
+
+
+def test_a_secret_named_param_is_masked_in_the_table_and_the_output_tail(tmp_path):
+    log = tmp_path / "output.log"
+    log.write_text("starting\nconnecting with sekrit-running-42\n")
+    record = replace(_record("aaaaaaa1", TrialStatus.FINISHED, 0),
+                     params={"api_token": "sekrit-ended-41", "lr": 0.001})
+    running = SimpleNamespace(
+        monitor=SimpleNamespace(peaks=SimpleNamespace(gpu_tree_mb=None, rss_mb=10.0)),
+        events=SimpleNamespace(metric_values=[]), stopping=False, slot=0, run_id="ccccccc3",
+        params={"auth.password": "sekrit-running-42", "lr": 0.01},
+        paths=SimpleNamespace(output_log=str(log)))
+    runner = SimpleNamespace(
+        spec=SimpleNamespace(metric=SimpleNamespace(name="val_loss"),
+                             engine={"parameters": {}}),
+        slots=[0], running=[running], records=[record])
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False)
+    console.print(LiveDisplay(console)._render(runner))
+    shown = out.getvalue()
+    assert "sekrit" not in shown
+    assert "api_token=***" in shown and "password=***" in shown and "lr=0.001" in shown
+    assert "connecting with ***" in shown  # the trial printed it; the tail masks it

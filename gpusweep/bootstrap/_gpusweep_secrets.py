@@ -20,7 +20,8 @@ MASK = "***"
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's name says it holds a secret."""
+    """Whether a name (an environment variable's, or a sweep parameter's) says it holds a
+    secret."""
     upper = name.upper()
     return any(word in upper for word in SECRET_WORDS)
 
@@ -37,6 +38,22 @@ def redact(text: str, values: list[str] | None = None) -> str:
     for value in secret_values() if values is None else values:
         text = text.replace(value, MASK)
     return text
+
+
+def masked_params(params: Mapping[str, object]) -> dict[str, object]:
+    """``params`` with the value of every secret-named one (``api_token``, ``db.password``) as
+    ``***``: for what we print. The records keep the values, as W&B's run config does:
+    ``--resume`` proposes from them and a rerun needs them."""
+    return {name: MASK if is_secret_name(name) else value for name, value in params.items()}
+
+
+def trial_secret_values(params: Mapping[str, object],
+                        environ: Mapping[str, str] | None = None) -> list[str]:
+    """What to mask where a trial's own output may quote it (the tail the live table shows):
+    the values of secret-named environment variables and params, longest first."""
+    values = set(secret_values(environ))
+    values.update(str(v) for k, v in params.items() if is_secret_name(k) and len(str(v)) >= 4)
+    return sorted(values, key=len, reverse=True)
 
 
 def redacted(argv: list[str]) -> list[str]:
