@@ -14,8 +14,10 @@ ones only while all of these hold, each decided here from numbers, without proce
   started computing yet says nothing);
 * the host: its available memory keeps ``limits.min_available_mb`` after one more trial's
   RSS, and the CPU the trials use, plus one more trial's share, stays within the cores;
-* never more than ``max_slots``, and after a CUDA or host OOM never again as many as ran
-  when it happened.
+* never more than ``max_slots``; after a CUDA OOM never again as many on that device as ran
+  there when it happened, and after a host OOM never again as many on the host, every
+  device's trials together (host memory is shared: backing off one device would let the
+  others fill it again).
 
 Without a GPU only the host's cores and memory bound it. A reading that could not be taken
 (None) never lets the count grow: unknown is not room to spare.
@@ -56,6 +58,7 @@ class HostReading:
     cores: int  # cores this process may run on
     trials_cores: float | None  # cores the running trials use (mean over the window)
     per_trial_cores: float | None  # one trial's share of them (their mean)
+    running: int = 0  # trials running on the host, on every device
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,16 @@ def host_allows(host: HostReading, min_available_mb: float) -> str | None:
 
 
 def decide(device: DeviceReading, host: HostReading, limits: Limits,
-           ceiling: int | None = None) -> Decision:
-    """May one more trial start on this device now? ``ceiling``: the OOM back-off's bound.
+           ceiling: int | None = None, host_ceiling: int | None = None) -> Decision:
+    """May one more trial start on this device now? ``ceiling``: the device's bound after a
+    CUDA OOM; ``host_ceiling``: the host's (all devices together) after a host OOM.
 
-    The first trial on a device always may (the admission still has its say on it).
+    The first trial on a device always may (the admission still has its say on it), unless
+    the host is at its ceiling: that is at least one, so the sweep goes on elsewhere.
     """
+    if host_ceiling is not None and host.running >= host_ceiling:
+        return Decision(Verdict.HOLD, f"{host.running} running on the host, backed off after "
+                                      f"a host OOM {host_ceiling}")
     if device.running == 0:
         return Decision(Verdict.ADD, "first trial on the device")
     bound = min(limits.max_slots, ceiling or limits.max_slots)

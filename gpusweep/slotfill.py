@@ -4,7 +4,8 @@ With a fixed count (``--slots N``, one per device by default) every free slot is
 ``auto`` each device has ``max_slots`` slots, and a free one is filled only when
 :func:`gpusweep.autoslots.decide` says one more trial fits beside the running ones; this
 module takes the readings that decision needs (device memory and utilization over a window,
-the trials' peaks and CPU, the host's memory) and keeps the OOM back-off's ceiling. It also
+the trials' peaks and CPU, the host's memory) and keeps the OOM back-off's ceilings: a
+device's after a CUDA OOM, the host's after a host OOM. It also
 counts, for every trial, the most trials that ran beside it (its record's ``beside``).
 """
 
@@ -27,7 +28,6 @@ from gpusweep.slots import Slot, make_slots
 from gpusweep.status import TrialStatus
 
 SAMPLE_S = 0.2  # utilization and CPU readings: five a second is plenty for a 5 s window
-OOMS = (TrialStatus.OOM, TrialStatus.HOST_OOM)
 
 
 def slot_count(cli: int | str | None, isolation: IsolationConfig) -> int | str | None:
@@ -50,7 +50,8 @@ class SlotFiller:
                                        isolation.limits.min_available_mb)
         self.window_s = isolation.utilization_window_s
         self.reached: dict[int, int] = {}  # id(device) -> most trials run side by side
-        self.ceiling: dict[int, int] = {}  # id(device) -> the OOM back-off's bound
+        self.ceiling: dict[int, int] = {}  # id(device) -> its bound after a CUDA OOM
+        self.host_ceiling: int | None = None  # all devices' bound after a host OOM
         self.last_reason: dict[int, str] = {}
         self.beside: dict[str, int] = {}  # run -> most other trials running beside it
         self._util: dict[int, deque[tuple[float, float | None]]] = {}
@@ -77,11 +78,15 @@ class SlotFiller:
         self._count()
 
     def ended(self, record: TrialRecord, device: Device) -> TrialRecord:
-        """The record with ``beside``; an OOM lowers the device's ceiling."""
-        if self.auto and record.status in OOMS:
+        """The record with ``beside``; a CUDA OOM lowers the device's ceiling, a host OOM
+        the host's (host memory is shared by every device's trials)."""
+        if self.auto and record.status is TrialStatus.OOM:
             running = 1 + len(self._running(device))
             self.ceiling[id(device)] = min(self.ceiling.get(id(device), running),
                                            autoslots.after_oom(running))
+        if self.auto and record.status is TrialStatus.HOST_OOM:
+            running = 1 + len(self._trials())
+            self.host_ceiling = min(self.host_ceiling or running, autoslots.after_oom(running))
         if record.gpu.peak_tree_mb is not None:
             key = id(device)
             self._peak_gpu[key] = max(self._peak_gpu.get(key, 0.0), record.gpu.peak_tree_mb)
@@ -145,7 +150,7 @@ class SlotFiller:
         refill = 0 < len(running) < target  # back to a count already measured to fit
         decision = autoslots.decide(
             self._device_reading(device, running, now, refill), self._host_reading(now),
-            self.limits, self.ceiling.get(key))
+            self.limits, self.ceiling.get(key), self.host_ceiling)
         self.last_reason[key] = decision.reason
         return decision.verdict is Verdict.ADD
 
@@ -184,7 +189,7 @@ class SlotFiller:
         used = sum(known) if len(known) == len(rates) else None
         share = used / len(rates) if used is not None and rates else None
         return HostReading(available_mb(), max([self._peak_rss] + rss) or None, self._cores,
-                           used, share)
+                           used, share, len(trials))
 
     def concurrency(self) -> dict[str, int]:
         """Per device label, the most trials it ran side by side (for the summary)."""

@@ -84,6 +84,14 @@ def test_after_an_oom_never_again_as_many():
     assert decide(gpu(running=2), ROOMY_HOST, LIMITS, ceiling=3).verdict is Verdict.ADD
 
 
+def test_after_a_host_oom_the_host_holds_on_every_device():
+    host = HostReading(60000, 800, 16, 2.0, 1.0, running=3)
+    decision = decide(gpu(running=0), host, LIMITS, host_ceiling=3)
+    assert decision.verdict is Verdict.HOLD and "host OOM" in decision.reason
+    assert decide(gpu(running=0), host, LIMITS, host_ceiling=4).verdict is Verdict.ADD
+    assert decide(gpu(running=1), host, LIMITS).verdict is Verdict.ADD  # no host OOM yet
+
+
 def test_the_utilization_window_must_be_covered_and_known():
     samples = [(t / 10, 50.0) for t in range(0, 31)]  # 0 .. 3 s
     assert window_mean(samples, 3.0, 2.0) == 50.0
@@ -145,9 +153,32 @@ def test_an_oom_lowers_the_devices_ceiling_and_records_say_who_ran_beside():
                       started="", ended="", duration_s=1.0)
     assert filler.ended(oom, device).beside == 3
     assert filler.ceiling[id(device)] == 3  # never again four at once on this device
+    assert filler.host_ceiling is None  # a CUDA OOM says nothing of the host's memory
     finished = TrialRecord(run="zz", params={}, status=TrialStatus.FINISHED, exit_code=0,
                            signal=None, started="", ended="", duration_s=1.0)
     assert filler.ended(finished, device).beside is None  # never seen running: unknown
+
+
+def test_a_host_oom_lowers_the_hosts_ceiling_over_every_device():
+    from fakes import FakeDevice
+
+    from gpusweep.slotfill import SlotFiller
+
+    first, second = FakeDevice([1000.0]), FakeDevice([1000.0], uuid="GPU-fake-0001", index=1)
+    filler = SlotFiller("auto", IsolationConfig(max_slots=4), [first, second])
+    slots = [s for s in filler.slots if s.device is first][:2] + [
+        s for s in filler.slots if s.device is second][:2]
+    for slot, run in zip(slots, "abcd", strict=True):
+        slot.trial = fake_trial(run, slot.device)
+    slots[0].trial = None  # "a" ended in a host OOM with three others running
+    oom = TrialRecord(run="a", params={}, status=TrialStatus.HOST_OOM, exit_code=-9,
+                      signal=9, started="", ended="", duration_s=1.0)
+    filler.ended(oom, first)
+    assert filler.host_ceiling == 3 and filler.ceiling == {}  # the host's, not the device's
+    started = []
+    filler.fill(lambda slot: started.append(slot.index) or True)
+    assert started == []  # three run: neither device adds one, the second one neither
+    assert all("after a host OOM 3" in filler.last_reason[id(d)] for d in (first, second))
 
 
 def test_fixed_slots_fill_every_free_slot():
