@@ -25,6 +25,7 @@ from gpusweep.errors import EXIT_BAD_INPUT, BadInput
 
 DRY_RUN_TRIALS = 5
 PROG = "gpusweep"
+SUBCOMMANDS = ("agent", "report", "sync", "doctor")  # each dispatched by main() below
 COMMANDS = """commands:
   {prog} --sweep-config sweep.yaml          run a sweep here (records under ./log/<sweep-id>/)
   {prog} --wandb --sweep-config sweep.yaml  create the sweep on W&B's server and run it
@@ -86,7 +87,8 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
     if args.project is not None and project_problem(args.project):
         parser.error(f"--project {args.project!r}: {project_problem(args.project)}")
     if not args.sweep_config and not args.resume and not args.sweep_id:
-        parser.error("give --sweep-config FILE (or --resume SWEEP_ID, or --sweep-id ID)")
+        parser.error("give --sweep-config FILE (or --resume SWEEP_ID, or --sweep-id ID), or "
+                     f"a command: {', '.join(SUBCOMMANDS)}")
     if (args.wandb or args.sweep_id) and (args.resume or args.dry_run):
         parser.error("--resume and --dry-run are for local sweeps; the W&B server keeps the "
                      "state of a cloud sweep")

@@ -62,6 +62,7 @@ def test_gpus_help_says_what_readme_says(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    ([], "--sweep-id ID), or a command: agent, report, sync, doctor (see --help)"),
     (["agent"], "the following arguments are required: SWEEP_ID"),
     (["agent", "abc", "--term-timeout", "5"], "isolation.stop.grace_s"),
     (["agent", "abc", "--max-consecutive-failed-runs", "3"], "isolation.flapping"),
