@@ -78,8 +78,9 @@ class TargetConfig:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
-    """Walk-forward by date with an embargo (default horizon + window); shuffle only to compare."""
+class TrainValSplitConfig:
+    """The train/validation split (not a stock split: that is ``data.adjust_splits``):
+    walk-forward by date with an embargo (default horizon + window); shuffle only to compare."""
 
     mode: Literal["walk_forward", "shuffle"] = "walk_forward"
     val_fraction: float = 0.2
@@ -145,7 +146,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    # The YAML key stays ``split:`` (a field's name is its key): users' configs and sweeps'
+    # dotted params (``--split.embargo=60``) keep working; the class names what it splits.
+    split: TrainValSplitConfig = field(default_factory=TrainValSplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
