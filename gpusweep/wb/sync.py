@@ -133,9 +133,8 @@ def execute(the_plan: SyncPlan, dry_run: bool = False) -> int:
     if done.returncode != 0:
         print(f"error: wandb sync exited {done.returncode}", file=sys.stderr)
         return 1
-    from wandb.apis.public.sweeps import _set_sweep_state
-
     import wandb
+    from wandb.apis.public.sweeps import _set_sweep_state
 
     try:
         sweep_id = wandb.sweep(the_plan.config, entity=the_plan.entity,
