@@ -26,6 +26,8 @@ from gpusweep.records.layout import SweepLayout
 from gpusweep.records.model import SweepHeader, TrialRecord, best_trial
 from gpusweep.status import TrialStatus
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+
 
 @dataclass(frozen=True)
 class Samples:
@@ -121,7 +123,7 @@ def load_sweep_dir(path: str, samples: bool = True, *, command: str = "") -> Swe
         raise BadInput(path, command, "not a sweep directory (no sweep.yaml)")
     try:
         with open(layout.sweep_yaml, encoding="utf-8") as handle:
-            sweep = yaml.safe_load(handle)
+            sweep = yaml.load(handle, Loader=_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise BadInput(layout.sweep_yaml, "", f"unreadable: {exc}") from None
     if not isinstance(sweep, dict) or not isinstance(sweep.get("sweep"), dict):
@@ -173,7 +175,7 @@ def read_trial_row(path: str, run: str, params: dict[str, Any] | None = None,
     memory_yaml = SweepLayout(path).trial(run).memory_yaml
     try:
         with open(memory_yaml, encoding="utf-8") as handle:
-            record = TrialRecord.from_dict(yaml.safe_load(handle))
+            record = TrialRecord.from_dict(yaml.load(handle, Loader=_LOADER))
     except FileNotFoundError:
         return row
     except (OSError, yaml.YAMLError, TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -187,7 +189,7 @@ def read_yaml(path: str) -> Any:
     whoever reads a sweep dir reads one that may still be written, or cut short)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=_LOADER)
     except (OSError, yaml.YAMLError):
         return None
 
