@@ -6,8 +6,10 @@ ending every trial's whole tree within ``grace_s`` and exiting 130. SIGTERM is a
 taking the machine back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs
 are then marked preempting, so the W&B server hands them out again.
 
-The trial side of signals lives beside the bootstrap (``bootstrap/_gpusweep_signals.py``),
-and the launcher (``reaper``) takes its signals synchronously with ``sigwaitinfo``.
+:func:`deadline` bounds a blocking step of a parent-side process with SIGALRM (the W&B
+summary subprocess). The trial side of signals lives beside the bootstrap
+(``bootstrap/_gpusweep_signals.py``), and the launcher (``reaper``) takes its signals
+synchronously with ``sigwaitinfo``.
 """
 
 from __future__ import annotations
