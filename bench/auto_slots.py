@@ -40,9 +40,8 @@ def trials_per_hour(ended: int, wall_s: float) -> float | None:
     return ended * 3600.0 / wall_s
 
 
-def reached(records: list[dict[str, Any]]) -> int | None:
+def reached(beside: list[int | None]) -> int | None:
     """The most trials that ran at once, from each record's ``beside`` (None: unknown)."""
-    beside = [r.get("beside") for r in records]
     known = [b for b in beside if b is not None]
     return 1 + max(known) if known and len(known) == len(beside) else None
 
@@ -72,7 +71,7 @@ def measure(config: dict[str, Any], slots: str, count: int | None,
     records = trial_records(sweep.sweep_dir)
     return {"trials": len(records), "wall_s": round(sweep.wall_s, 2),
             "trials_per_hour": _round(trials_per_hour(len(records), sweep.wall_s)),
-            "reached": reached(records)}
+            "reached": reached([r.beside for r in records])}
 
 
 def compare(one: dict[str, Any], auto: dict[str, Any]) -> float | None:

@@ -21,6 +21,9 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from gpusweep.records import TrialRecord
+from gpusweep.records.reader import load_sweep_dir, read_header
+
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = re.compile(r" in [0-9.]+ s; records in (?P<dir>\S+)")
 
@@ -127,15 +130,20 @@ def run_sweep(config: dict[str, Any], log_dir: str | None = None,
     if proc.returncode != 0 or not match:
         raise RuntimeError(f"sweep failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     sweep_dir = Path(match["dir"])
-    header = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["sweep"]
-    return Sweep(float(header["wall_s"]), sweep_dir, command_s, launched)
+    header = read_header(str(sweep_dir))
+    if header is None or header.wall_s is None:
+        raise RuntimeError(f"{sweep_dir}: sweep.yaml has no wall_s")
+    return Sweep(float(header.wall_s), sweep_dir, command_s, launched)
 
 
-def trial_records(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every trial's memory.yaml, in the order they ran."""
-    sweep = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
-    return [yaml.load((sweep_dir / row["run"] / "memory.yaml").read_text(),
-                      Loader=yaml.CSafeLoader) for row in sweep["trials"]]
+def trial_records(sweep_dir: Path) -> list[TrialRecord]:
+    """Every trial's memory.yaml, in sweep.yaml's order, through the records' reader; one
+    that is missing or unreadable is an error, never a shorter list."""
+    data = load_sweep_dir(str(sweep_dir), samples=False, command="bench")
+    problems = [f"{row.run}: {row.record_problem}" for row in data.rows if row.record is None]
+    if problems:
+        raise RuntimeError(f"{sweep_dir}: {'; '.join(problems)}")
+    return data.records
 
 
 def emit(result: dict[str, Any], as_json: bool) -> None:

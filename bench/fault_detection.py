@@ -16,14 +16,16 @@ trial's own records, the time from the fault's onset to its detection:
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser, emit, run_sweep, trial_records  # noqa: E402
+from gpusweep.events import EventTail  # noqa: E402
+from gpusweep.records import TrialRecord  # noqa: E402
+from gpusweep.records.layout import SweepLayout  # noqa: E402
+from gpusweep.records.reader import read_samples  # noqa: E402
 
 FAULTS = {
     "cuda_oom": ("oom.py", {"batch_size": {"values": [256]}}, {}),
@@ -38,21 +40,21 @@ FAULTS = {
 }
 
 
-def detection_s(name: str, record: dict, sweep_dir: Path, isolation: dict) -> float:
-    timeline = record["timeline"]
+def detection_s(name: str, record: TrialRecord, sweep_dir: Path, isolation: dict) -> float:
+    timeline = record.timeline
+    paths = SweepLayout(str(sweep_dir)).trial(record.run)
     if name == "host_rss_hog":
         limit = isolation["limits"]["rss_mb"]
-        with open(sweep_dir / record["run"] / "memory.csv", encoding="utf-8") as handle:
-            over = [float(row["t"]) for row in csv.DictReader(handle)
-                    if float(row["rss_mb"]) > limit]
-        return timeline["exit"] - (timeline["start"] + over[0])
+        samples = read_samples(paths.memory_csv)
+        over = [t for t, rss in zip(samples.t, samples.rss_mb, strict=True) if rss > limit]
+        return timeline.exit - (timeline.start + over[0])
     if name == "stall":
-        events = (sweep_dir / record["run"] / "events.jsonl").read_text().splitlines()
-        last_report = max(json.loads(e)["t"] for e in events if '"report"' in e)
-        return timeline["exit"] - last_report - isolation["stall_s"]
+        events = EventTail(paths.events).read_new()
+        last_report = max(e["t"] for e in events if e.get("kind") == "report")
+        return timeline.exit - last_report - isolation["stall_s"]
     if name == "sigterm_ignorer":
-        return record["duration_s"] - isolation["timeout_s"]
-    return timeline["wait_start"] - timeline["exit"]
+        return record.duration_s - isolation["timeout_s"]
+    return timeline.wait_start - timeline.exit
 
 
 def main() -> None:
@@ -67,12 +69,12 @@ def main() -> None:
         extra = ("--profile-leaks",) if name == "leak_per_step" else ()
         _, sweep_dir, *_ = run_sweep(config, extra=extra)
         (record,) = trial_records(sweep_dir)
-        status = record["status"]
+        status = record.status.value
         if name == "leak_per_step":
-            status += f" (leak suspected: {record['leak']['suspected']}, " \
-                      f"{record['leak']['rss_mb_per_step']} MB/step)"
+            status += f" (leak suspected: {record.leak.suspected}, " \
+                      f"{record.leak.rss_mb_per_step} MB/step)"
         if name == "setsid_escapee":
-            status += f" (escapees_killed: {record['cleanup']['escapees_killed']})"
+            status += f" (escapees_killed: {record.cleanup.escapees_killed})"
         table[name] = {"status": status,
                        "detection_s": round(detection_s(name, record, sweep_dir, isolation), 3)}
     emit({"faults": table}, args.json)

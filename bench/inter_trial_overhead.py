@@ -38,10 +38,10 @@ def measure(trials: int, wait: dict) -> tuple[float, float, float, list[float | 
     """(overhead per trial, start-up excluded; the same included; start-up; residuals)."""
     wall, sweep_dir, command_s, launched = run_sweep(sweep_config(trials, wait))
     records = trial_records(sweep_dir)
-    busy = sum(r["duration_s"] for r in records)
-    startup = records[0]["timeline"]["start"] - launched
+    busy = sum(r.duration_s for r in records)
+    startup = records[0].timeline.start - launched
     return ((wall - busy) / len(records), (command_s - busy) / len(records), startup,
-            [r["gpu"]["residual_mb"] for r in records])
+            [r.gpu.residual_mb for r in records])
 
 
 def main() -> None:

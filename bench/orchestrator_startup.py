@@ -24,7 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, SUMMARY, bench_parser, emit, median  # noqa: E402
+from bench.common import ROOT, SUMMARY, bench_parser, emit, median, trial_records  # noqa: E402
 
 PARAMETERS = {
     "i": {"values": [0, 1, 2]},
@@ -54,10 +54,7 @@ def startup(root: Path, config_file: str) -> float:
         match = SUMMARY.search(proc.stdout)
         if proc.returncode != 0 or not match:
             raise RuntimeError(f"sweep failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
-        sweep_dir = Path(match["dir"])
-        rows = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())["trials"]
-        starts = [yaml.safe_load((sweep_dir / row["run"] / "memory.yaml").read_text())
-                  ["timeline"]["start"] for row in rows]
+        starts = [r.timeline.start for r in trial_records(Path(match["dir"]))]
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     return min(starts) - launched

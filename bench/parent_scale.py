@@ -23,6 +23,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, bench_parser, emit, median, trial_records  # noqa: E402
+from gpusweep.records.layout import MEMORY_YAML  # noqa: E402
 
 DIGITS = {"overhead_s_first_window_median": 4, "overhead_s_last_window_median": 4,
           "overhead_ratio_last_vs_first": 2}  # the others: MB, to 0.1
@@ -69,7 +70,7 @@ def one_sweep(trials: int, window: int) -> dict:
     out = proc.communicate()[0]
     sweep_dir = Path(out.split("records in ")[-1].strip())
     records = trial_records(sweep_dir)
-    gaps = [b["timeline"]["start"] - a["timeline"]["exit"]
+    gaps = [b.timeline.start - a.timeline.exit
             for a, b in zip(records, records[1:], strict=False)]
     first, last = median(gaps[:window]), median(gaps[-window:])
     return {
@@ -84,7 +85,7 @@ def one_sweep(trials: int, window: int) -> dict:
 
 
 def _ended(log_dir: str) -> int:
-    return sum(1 for _ in Path(log_dir).glob("*/*/memory.yaml"))
+    return sum(1 for _ in Path(log_dir).glob(f"*/*/{MEMORY_YAML}"))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_parser, emit, run_sweep, trial_records  # noqa: E402
+from gpusweep.status import TrialStatus  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     for slots in (1, 2, 4):
         wall, sweep_dir, *_ = run_sweep(config, extra=("--slots", str(slots)))
         records = trial_records(sweep_dir)
-        assert all(r["status"] == "finished" for r in records), sweep_dir
+        assert all(r.status is TrialStatus.FINISHED for r in records), sweep_dir
         walls[slots] = wall
         result[f"wall_s_{slots}_slot{'s' if slots > 1 else ''}"] = round(wall, 2)
     result["speedup_2_slots"] = round(walls[1] / walls[2], 2)

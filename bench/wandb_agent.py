@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from bench.common import ROOT, bench_parser, emit, median  # noqa: E402
+from gpusweep.records import SummaryState  # noqa: E402
+from gpusweep.wb.summary import summary_outcome  # noqa: E402
 
 INTERVAL_S = 0.5
 
@@ -45,12 +47,12 @@ def sweep_end(root: Path) -> tuple[float, float]:
                    check=True, capture_output=True, timeout=300)
     wall = time.perf_counter() - started
     (sweep_dir,) = (root / "log").iterdir()
-    outcome_path = sweep_dir / "summary-run.yaml"
     deadline = time.monotonic() + 300
     outcome: dict = {}
     while time.monotonic() < deadline:
-        outcome = yaml.safe_load(outcome_path.read_text()) or {}
-        if outcome.get("state") in ("written", "failed"):
+        outcome = summary_outcome(str(sweep_dir))
+        if SummaryState.parse(outcome.get("state")) in (SummaryState.WRITTEN,
+                                                        SummaryState.FAILED):
             break
         time.sleep(0.1)
     return wall, float(outcome["ended"]) - float(outcome["started"])

@@ -22,6 +22,8 @@ from typing import NoReturn
 from gpusweep import preflight
 from gpusweep.config import SweepSpec, load_sweep, project_problem
 from gpusweep.errors import EXIT_BAD_INPUT, BadInput
+from gpusweep.records.layout import SweepLayout
+from gpusweep.slots import GPUS_HELP
 
 DRY_RUN_TRIALS = 5
 PROG = "gpusweep"
@@ -66,9 +68,7 @@ def parse_args(argv: list[str] | None, prog: str = PROG) -> argparse.Namespace:
                         help="run up to N trials at once (default: one per GPU, or 1); auto: "
                         "per device as many as memory, utilization and the host allow")
     parser.add_argument("--gpus", metavar="0,1|all",
-                        help="the GPUs to use: positions in the visible set (what "
-                        "CUDA_VISIBLE_DEVICES leaves, MIG instances as devices), GPU-/MIG- "
-                        "UUIDs (a unique prefix), or all; one slot each by default")
+                        help=GPUS_HELP)
     parser.add_argument("--profile-leaks", action="store_true",
                         help="run trials with tracemalloc; top growing lines in leaks.txt")
     parser.add_argument("--wandb", action="store_true",
@@ -149,11 +149,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
 def _load_spec(args: argparse.Namespace) -> SweepSpec:
     if args.resume:
-        stored = os.path.join(args.log_dir, args.resume, "config.yaml")
-        if not os.path.exists(stored):
-            raise BadInput(os.path.join(args.log_dir, args.resume), "--resume",
-                           "no such sweep (its config.yaml is missing)")
-        spec = load_sweep(stored)
+        layout = SweepLayout(os.path.join(args.log_dir, args.resume))
+        if not os.path.exists(layout.config_yaml):
+            raise BadInput(layout.dir, "--resume", "no such sweep (its config.yaml is missing)")
+        spec = load_sweep(layout.config_yaml)
         if args.sweep_config and load_sweep(args.sweep_config).raw != spec.raw:
             raise BadInput(args.sweep_config, "--resume",
                            f"differs from the config sweep {args.resume} was started with")
@@ -169,7 +168,7 @@ def _resume_config_file(args: argparse.Namespace) -> None:
     """A resumed sweep keeps the ``--config_file`` it was started with."""
     from gpusweep.records.reader import read_header
 
-    header = read_header(os.path.join(args.log_dir, args.resume))
+    header = read_header(SweepLayout.of(args.log_dir, args.resume).dir)
     stored = header.config_file if header is not None else None
     given = preflight.config_file(args.config_file)
     if given and stored and given != stored:
@@ -184,6 +183,7 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
     from gpusweep.process.launcher import build_argv, with_config_file
     from gpusweep.redact import masked_params, redact
     from gpusweep.slots import choose_devices
+    from gpusweep.status import EngineState
 
     choose_devices(args.gpus)  # a bad --gpus fails here too, not only in the real run
     controller = Controller(spec, seed="dry-run")
@@ -198,7 +198,7 @@ def dry_run(spec: SweepSpec, args: argparse.Namespace) -> int:
         params = controller.propose(views)
         if params is None:
             break
-        views.append(RunView(f"dry-{i}", params, "pending"))
+        views.append(RunView(f"dry-{i}", params, EngineState.PENDING))
         shown = masked_params(params)  # a secret-named param's value is never printed
         argv = build_argv(spec.command, spec.program, shown, "<trial-dir>/args.json")
         if args.config_file:

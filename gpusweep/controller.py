@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpusweep import engine
 from gpusweep.config import SweepSpec
+from gpusweep.status import EngineState
 
 if TYPE_CHECKING:
     import sweeps
@@ -30,8 +31,11 @@ class RunView:
 
     name: str
     params: dict[str, Any]
-    state: str  # a sweeps.RunState value: running, finished, failed, killed, crashed
+    state: EngineState  # its string value is taken too, and checked
     history: list[dict[str, Any]] = field(default_factory=list)  # one dict per report
+
+    def __post_init__(self) -> None:
+        self.state = EngineState(self.state)
 
 
 def to_python(value: Any) -> Any:
@@ -57,7 +61,7 @@ def engine_run(view: RunView) -> sweeps.SweepRun:
     """
     run = engine.package().SweepRun(
         name=view.name,
-        state=view.state,
+        state=view.state.value,
         config={k: {"value": v} for k, v in view.params.items()},
     )
     run.history = list(view.history)
@@ -80,7 +84,7 @@ class Controller:
     def _engine_runs(self, runs: list[RunView]) -> list[sweeps.SweepRun]:
         result = []
         for view in runs:
-            if view.state in ("running", "pending"):
+            if view.state in (EngineState.RUNNING, EngineState.PENDING):
                 result.append(engine_run(view))
                 continue
             cached = self._ended.get(view.name)
@@ -108,7 +112,7 @@ class Controller:
 
     def to_stop(self, runs: list[RunView]) -> list[str]:
         """Names of running trials that Hyperband says to stop now."""
-        if not self._early or not any(r.state == "running" for r in runs):
+        if not self._early or not any(r.state is EngineState.RUNNING for r in runs):
             return []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

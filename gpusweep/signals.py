@@ -6,14 +6,17 @@ ending every trial's whole tree within ``grace_s`` and exiting 130. SIGTERM is a
 taking the machine back (Slurm's preemption or ``scancel``, Kubernetes): the trials' runs
 are then marked preempting, so the W&B server hands them out again.
 
-The trial side of signals lives beside the bootstrap (``bootstrap/_gpusweep_signals.py``),
-and the launcher (``reaper``) takes its signals synchronously with ``sigwaitinfo``.
+:func:`deadline` bounds a blocking step of a parent-side process with SIGALRM (the W&B
+summary subprocess). The trial side of signals lives beside the bootstrap
+(``bootstrap/_gpusweep_signals.py``), and the launcher (``reaper``) takes its signals
+synchronously with ``sigwaitinfo``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gpusweep.status import StopReason
@@ -45,3 +48,22 @@ def restore(previous: Handlers) -> None:
     """Put back the handlers :func:`trap` replaced."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, message: str) -> Iterator[None]:
+    """Raise ``TimeoutError(message)`` in the block once it has run ``seconds`` (SIGALRM, so
+    whole seconds, at least one; the main thread only). A blocking call that never returns
+    (a W&B service that does not answer) is cut short too, which a check between steps is
+    not. The alarm is cancelled and the handler put back when the block ends."""
+
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(max(1, int(seconds)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -19,6 +19,10 @@ from gpusweep.errors import BadInput
 from gpusweep.gpu.device import Device, NullDevice
 from gpusweep.gpu.scan import scan_devices
 
+# ``--gpus``'s help, the same for ``gpusweep`` and ``gpusweep agent`` (which passes it on).
+GPUS_HELP = ("the GPUs to use: positions in the visible set (what CUDA_VISIBLE_DEVICES "
+             "leaves, MIG instances as devices), GPU-/MIG- UUIDs (a unique prefix), or all; "
+             "one slot each by default")
 
 @dataclass
 class Slot:

@@ -44,20 +44,35 @@ _BY_REASON = {
     StopReason.PREEMPT: TrialStatus.PREEMPTED,
 }
 
+class EngineState(str, Enum):
+    """A run's state as W&B's engine takes it: ``sweeps.RunState``'s values (a test holds
+    them equal), here so that naming one does not import the engine, which loads on first
+    ask (:mod:`gpusweep.engine`)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    KILLED = "killed"
+    CRASHED = "crashed"
+    FAILED = "failed"
+    PREEMPTED = "preempted"
+    PREEMPTING = "preempting"
+
+
 # What W&B's engine is told about each outcome: Hyperband-stopped runs keep their history
 # as finished runs; failed ones count as failed for bayes (worst value).
 ENGINE_STATE = {
-    TrialStatus.FINISHED: "finished",
-    TrialStatus.FAILED: "failed",
-    TrialStatus.STOPPED_EARLY: "finished",
-    TrialStatus.TIMEOUT: "killed",
-    TrialStatus.KILLED: "killed",
-    TrialStatus.OOM: "failed",
-    TrialStatus.HOST_OOM: "failed",
-    TrialStatus.STALLED: "failed",
-    TrialStatus.SKIPPED_NO_FIT: "failed",
-    TrialStatus.STOPPED: "killed",
-    TrialStatus.PREEMPTED: "preempted",
+    TrialStatus.FINISHED: EngineState.FINISHED,
+    TrialStatus.FAILED: EngineState.FAILED,
+    TrialStatus.STOPPED_EARLY: EngineState.FINISHED,
+    TrialStatus.TIMEOUT: EngineState.KILLED,
+    TrialStatus.KILLED: EngineState.KILLED,
+    TrialStatus.OOM: EngineState.FAILED,
+    TrialStatus.HOST_OOM: EngineState.FAILED,
+    TrialStatus.STALLED: EngineState.FAILED,
+    TrialStatus.SKIPPED_NO_FIT: EngineState.FAILED,
+    TrialStatus.STOPPED: EngineState.KILLED,
+    TrialStatus.PREEMPTED: EngineState.PREEMPTED,
 }
 
 

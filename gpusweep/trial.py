@@ -164,8 +164,7 @@ def session() -> Iterator[None]:
         finally:
             _child.write_leak_report()
             _finish_wandb(ending)
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            _signals.restore_sigterm(previous)
 
 
 def _log_to_wandb(step: int | None, metrics: dict[str, Any], memory: dict[str, Any]) -> None:

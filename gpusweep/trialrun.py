@@ -34,7 +34,7 @@ from gpusweep.process.containment import TrialContainment
 from gpusweep.process.launcher import TrialPaths, with_config_file
 from gpusweep.process.monitor import Monitor
 from gpusweep.records import LeakRecord, MetricSummary, Timeline, TrialRecord
-from gpusweep.status import StopReason, TrialStatus, signal_name
+from gpusweep.status import EngineState, StopReason, TrialStatus, signal_name
 from gpusweep.trialaccount import TrialAccount, iso_from_unix, now_iso
 from gpusweep.trialrecord import (
     best_metric,
@@ -224,7 +224,7 @@ class RunningTrial:
         return self.account.stopping
 
     def view(self) -> RunView:
-        state = "finished" if self.stopping else "running"
+        state = EngineState.FINISHED if self.stopping else EngineState.RUNNING
         proposed = self.plan.proposed
         params = proposed if proposed and self.spec.method == "grid" else self.params
         return RunView(self.run_id, params, state, list(self.events.history))

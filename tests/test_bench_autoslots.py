@@ -25,8 +25,8 @@ def test_trials_per_hour_reached_and_the_ratio():
     assert auto_slots.trials_per_hour(8, 60.0) == 480.0
     assert auto_slots.trials_per_hour(0, 60.0) is None
     assert auto_slots.trials_per_hour(3, 0.0) is None
-    assert auto_slots.reached([{"beside": 0}, {"beside": 3}, {"beside": 2}]) == 4
-    assert auto_slots.reached([{"beside": 0}, {"beside": None}]) is None  # unknown, not 1
+    assert auto_slots.reached([0, 3, 2]) == 4
+    assert auto_slots.reached([0, None]) is None  # unknown, not 1
     assert auto_slots.reached([]) is None
     one, auto = {"trials_per_hour": 500.0}, {"trials_per_hour": 2100.0}
     assert auto_slots.compare(one, auto) == 4.2

@@ -51,8 +51,9 @@ def test_the_console_script_and_python_m_are_the_same_program(tmp_path):
     assert "Start a sweep agent, as `wandb agent` does" in agent and "--count N" in agent
 
 
-def test_gpus_help_says_what_readme_says(tmp_path):
-    shown = " ".join(command("--help", cwd=tmp_path).stdout.split())  # argparse wraps lines
+@pytest.mark.parametrize("args", [("--help",), ("agent", "--help")])
+def test_gpus_help_says_what_readme_says(args, tmp_path):
+    shown = " ".join(command(*args, cwd=tmp_path).stdout.split())  # argparse wraps lines
     readme = (ROOT / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| `--gpus"))
     for words in ("positions in the visible set", "MIG instances as devices",

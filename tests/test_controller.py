@@ -98,3 +98,15 @@ def test_parameters_must_not_be_empty(bad):
 
     with pytest.raises(BadInput):
         spec(parameters=bad)
+
+
+def test_engine_states_are_the_engines_own_and_a_typo_is_refused():
+    import sweeps
+    from gpusweep.status import ENGINE_STATE, EngineState, TrialStatus
+
+    assert {s.value for s in EngineState} == {s.value for s in sweeps.RunState}
+    assert set(ENGINE_STATE) == set(TrialStatus)  # every outcome tells the engine something
+    assert RunView("a", {}, "finished").state is EngineState.FINISHED
+    assert engine_run(RunView("a", {}, EngineState.KILLED)).state == sweeps.RunState.killed
+    with pytest.raises(ValueError):
+        RunView("a", {}, "finshed")

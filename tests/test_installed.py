@@ -52,7 +52,7 @@ def source_tree(dest: Path) -> Path:
     setuptools' build/ and egg-info stay out of the checkout, and no stale build/lib of an
     earlier build (a module since deleted) can reach the wheel."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=ROOT, capture_output=True)
+                             "--exclude-standard"], cwd=ROOT, capture_output=True, timeout=60)
     if listed.returncode != 0:  # not a git checkout (an unpacked archive): all but outputs
         shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
             ".git", ".venv", "build", "log", "wandb", "*.egg-info", "__pycache__"))

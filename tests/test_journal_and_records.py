@@ -110,3 +110,29 @@ def test_the_check_lists_a_started_trial_that_sweep_yaml_lacks(tmp_path):
     assert [(t.run, t.record is not None) for t in trials] == [("a", True), ("b", False)]
     assert problems(sweep, trials, journal, set()) == [
         "sweep state is 'running', not 'finished'", "b: no memory.yaml"]
+
+
+def test_the_check_says_unreadable_for_a_malformed_memory_yaml_and_missing_for_none(tmp_path,
+                                                                                    capsys):
+    from gpusweep.records import SweepHeader
+    from gpusweep.records.layout import SweepLayout
+    from gpusweep.records.reader import load_sweep_dir
+    from gpusweep.records.writer import SweepWriter
+    from gpusweep.report import check
+
+    layout = SweepLayout(str(tmp_path))
+    writer = SweepWriter(layout)
+    trials = [record("a", TrialStatus.FINISHED, 0.5), record("b", TrialStatus.FINISHED, 0.7)]
+    for ended in trials:
+        writer.ended(ended, [])
+    writer.sweep_yaml(SweepHeader(id="s", name=None, config={}, method="grid", metric=None,
+                                  started=""), trials, None)
+    with open(layout.trial("a").memory_yaml, "w") as handle:
+        handle.write("run: a\nstatus: [unclosed\n")
+    os.remove(layout.trial("b").memory_yaml)
+    rows = load_sweep_dir(layout.dir, samples=False).rows
+    assert rows[0].unreadable.startswith("ParserError") and rows[1].unreadable is None
+    assert check.main([layout.dir]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: a: memory.yaml unreadable: ParserError" in out
+    assert "FAIL: a: no memory.yaml" not in out and "FAIL: b: no memory.yaml" in out

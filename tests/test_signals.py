@@ -83,3 +83,27 @@ def test_nothing_is_redelivered_when_no_sigterm_came(sigterm_restored):
     with child_signals.SigtermHeld():
         pass
     assert got == [] and signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_a_deadline_raises_in_its_block_then_cancels_and_puts_the_handler_back():
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(TimeoutError, match="not written within 5 s"), \
+            signals.deadline(5, "not written within 5 s"):
+        signal.raise_signal(signal.SIGALRM)  # what the alarm does once 5 s have passed
+    assert signal.getsignal(signal.SIGALRM) is before and signal.alarm(0) == 0
+    with signals.deadline(60, "never"):
+        pass
+    assert signal.getsignal(signal.SIGALRM) is before and signal.alarm(0) == 0
+
+
+def test_the_trials_sigterm_handler_is_put_back_by_the_signals_module(sigterm_restored):
+    def mine(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, mine)
+    previous = child_signals.on_sigterm(print)
+    assert previous is mine and signal.getsignal(signal.SIGTERM) is not mine
+    child_signals.restore_sigterm(previous)
+    assert signal.getsignal(signal.SIGTERM) is mine
+    child_signals.restore_sigterm(None)  # on_sigterm installed nothing: nothing to put back
+    assert signal.getsignal(signal.SIGTERM) is mine

@@ -73,3 +73,4 @@ def test_sync_of_a_directory_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not a sweep directory" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith(f"error: {tmp_path}: sync: ")  # the command it ran, not report

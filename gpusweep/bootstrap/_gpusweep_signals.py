@@ -48,6 +48,13 @@ def on_sigterm(action: Callable[[int], Any], *, unless_handled: bool = False) ->
     return signal.signal(signal.SIGTERM, handler)
 
 
+def restore_sigterm(previous: Any) -> None:
+    """Put back the SIGTERM handler that :func:`on_sigterm` replaced (it returned it); a
+    no-op for None, where it installed nothing."""
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class SigtermHeld:
     """Hold SIGTERM while the block runs; deliver it again once the block is done, to the
     handler that was there before, so the stop is late by the block only. A no-op outside

@@ -11,6 +11,7 @@ from gpusweep.records.model import (
     HostRecord,
     LeakRecord,
     MetricSummary,
+    SummaryState,
     SweepHeader,
     SweepState,
     Timeline,
@@ -20,4 +21,5 @@ from gpusweep.records.model import (
 )
 
 __all__ = ["CleanupRecord", "GpuRecord", "HostRecord", "LeakRecord", "MetricSummary",
-           "SweepHeader", "SweepState", "Timeline", "TrialOrigin", "TrialRecord", "best_trial"]
+           "SummaryState", "SweepHeader", "SweepState", "Timeline", "TrialOrigin", "TrialRecord",
+           "best_trial"]

@@ -24,6 +24,7 @@ SUMMARY_LOCK = ".summary.lock"  # one summary writer at a time
 REPORT_DIR = "report"  # report.md and its pictures
 REPORT_MD = "report.md"
 WANDB_DIR = "wandb"  # the trials' offline runs and the summary run
+WANDB_DATA_DIR = "data"  # under wandb/: where wandb stages artifact files
 
 # Each trial's files, under its run id.
 MEMORY_YAML = "memory.yaml"  # its record
@@ -138,6 +139,10 @@ class SweepLayout:
     @property
     def wandb_dir(self) -> str:
         return self._file(WANDB_DIR)
+
+    @property
+    def wandb_data_dir(self) -> str:
+        return os.path.join(self.wandb_dir, WANDB_DATA_DIR)
 
     def offline_runs(self, run_id: str) -> str:
         """The glob of the offline run directories of ``run_id`` (one per ``wandb.init``)."""

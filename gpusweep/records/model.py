@@ -30,6 +30,22 @@ class SweepState(str, Enum):
     CRASHED = "crashed"  # a bug of ours; the trials were still ended and recorded
 
 
+class SummaryState(str, Enum):
+    """How far the W&B summary subprocess got (summary-run.yaml's ``state``)."""
+
+    WRITING = "writing"
+    WRITTEN = "written"
+    FAILED = "failed"  # with the reason as ``error``
+
+    @classmethod
+    def parse(cls, value: Any) -> SummaryState | None:
+        """The state a summary-run.yaml names; None for none (or an unknown one)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
 class TrialOrigin(str, Enum):
     """Where a trial's params came from (its journal start line); None: the engine."""
 

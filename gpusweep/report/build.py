@@ -41,7 +41,7 @@ def build(path: str, features: Sequence[str] | None = None) -> Report:
     from gpusweep.report import plots  # matplotlib only here, never in the sweep itself
     from gpusweep.report.concurrency import concurrency
 
-    data = load_sweep_dir(path)
+    data = load_sweep_dir(path, command="report")
     out = SweepLayout(path).report_dir
     try:
         os.makedirs(out, exist_ok=True)

@@ -9,6 +9,7 @@ if there is any (0 otherwise).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import psutil
@@ -16,7 +17,13 @@ import psutil
 from gpusweep.bootstrap._gpusweep_contract import TOKEN_ENV
 from gpusweep.records import SweepState, TrialRecord
 from gpusweep.records.journal import Replay
-from gpusweep.records.reader import SweepData, TrialRow, read_journal, read_sweep_dir, read_trial
+from gpusweep.records.reader import (
+    SweepData,
+    TrialRow,
+    read_journal,
+    read_sweep_dir,
+    read_trial_row,
+)
 from gpusweep.status import TrialStatus
 
 ENDED_NORMALLY = (TrialStatus.FINISHED, TrialStatus.STOPPED_EARLY)
@@ -33,9 +40,9 @@ def load(sweep_dir: str) -> tuple[SweepData | None, list[TrialRow], Replay]:
     for start in journal.starts:
         if start.run not in listed:
             listed.add(start.run)
-            record = read_trial(sweep_dir, start.run)
-            trials.append(TrialRow(start.run, start.params,
-                                   None if record is None else record.status, record))
+            row = read_trial_row(sweep_dir, start.run, start.params)
+            status = None if row.record is None else row.record.status
+            trials.append(dataclasses.replace(row, status=status))
     return sweep, trials, journal
 
 
@@ -53,7 +60,7 @@ def problems(sweep: SweepData | None, trials: list[TrialRow], journal: Replay,
     for row in trials:
         record = row.record
         if record is None:
-            found.append(f"{row.run}: no memory.yaml")
+            found.append(f"{row.run}: {row.record_problem}")
             continue
         found += _trial_problems(record, retried)
     for start in journal.starts:
@@ -102,7 +109,8 @@ def peak_table(trials: list[TrialRow], metric: str | None) -> str:
     for row in trials:
         r = row.record
         if r is None:
-            rows.append([row.run, "", "no memory.yaml", "", "", "", "", "", ""])
+            problem = "no memory.yaml" if row.unreadable is None else "memory.yaml unreadable"
+            rows.append([row.run, "", problem, "", "", "", "", "", ""])
             continue
         params = ", ".join(f"{k}={v}" for k, v in r.params.items())
         rows.append([r.run, params, r.status.value, _g(r.metric.best),

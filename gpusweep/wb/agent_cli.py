@@ -17,6 +17,7 @@ import argparse
 from typing import NoReturn
 
 from gpusweep.errors import EXIT_BAD_INPUT
+from gpusweep.slots import GPUS_HELP
 
 DESCRIPTION = """Start a sweep agent, as `wandb agent` does: ask the W&B server for the sweep's
 runs and run each, every trial isolated in its own process tree and proven GPU-clean
@@ -62,7 +63,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
     own = p.add_argument_group("gpusweep's own")
     own.add_argument("--slots", metavar="N", help="run up to N of the sweep's runs at once "
                      "(default: one per GPU, or 1)")
-    own.add_argument("--gpus", metavar="0,1|all", help="GPUs to use, by NVML index")
+    own.add_argument("--gpus", metavar="0,1|all", help=GPUS_HELP)
     own.add_argument("--log-dir", metavar="DIR", help="records go to DIR/<sweep-id>/ "
                      "(default ./log)")
     own.add_argument("--sweep-config", metavar="FILE", help="a sweep YAML whose isolation: "

@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping, MutableMapping
 
 from gpusweep.bootstrap._gpusweep_contract import SWEEP_ID_ENV
+from gpusweep.records.layout import SweepLayout
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "bootstrap")
@@ -188,7 +189,7 @@ def add_trial_wandb_env(env: dict[str, str], *, sweep_id: str,
 def data_dir(sweep_dir: str) -> str:
     """Where wandb stages artifact files: inside the sweep dir, so the dir is self-contained
     for ``wandb sync`` (wandb's default is ``~/.local/share/wandb``)."""
-    return os.path.join(sweep_dir, "wandb", "data")
+    return SweepLayout(sweep_dir).wandb_data_dir
 
 
 def with_bootstrap(pythonpath: str | None) -> str:

@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -41,10 +40,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from gpusweep.records import SweepState
+from gpusweep.records import SummaryState, SweepState
 from gpusweep.records.atomic import write_yaml
 from gpusweep.records.layout import SUMMARY_LOG, SUMMARY_OUTCOME, SWEEP_YAML, SweepLayout
 from gpusweep.records.reader import SweepData, TrialRow, read_sweep_dir, read_yaml
+from gpusweep.signals import deadline
 from gpusweep.status import TrialStatus
 from gpusweep.wb.env import data_dir, run_group, without_live_wandb
 
@@ -110,7 +110,8 @@ def publish_summary(sweep_dir: str, state: SweepState, environ: dict[str, str] |
         with open(layout.summary_log, "ab") as log:
             proc = subprocess.Popen(argv, env=environ, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        write_yaml(layout.summary_outcome, {"state": "writing", "pid": proc.pid, "agent": argv[5]})
+        write_yaml(layout.summary_outcome, _outcome(SummaryState.WRITING, pid=proc.pid,
+                                                    agent=argv[5]))
     except OSError as exc:
         print(f"warning: the W&B summary run was not started ({exc})", file=sys.stderr,
               flush=True)
@@ -213,27 +214,26 @@ def main(argv: list[str] | None = None) -> int:
     outcome = SweepLayout(sweep_dir).summary_outcome
     with _one_writer(sweep_dir):  # a later session's summary waits for this one
         started = time.time()
-        write_yaml(outcome, {"state": "writing", "pid": os.getpid(), "agent": args.agent,
-                             "started": round(started, 3)})
-
-        def timed_out(signum: int, frame: Any) -> None:
-            raise TimeoutError(f"not written within {args.timeout:g} s")
-
-        signal.signal(signal.SIGALRM, timed_out)
-        signal.alarm(max(1, int(args.timeout)))
+        write_yaml(outcome, _outcome(SummaryState.WRITING, pid=os.getpid(), agent=args.agent,
+                                     started=round(started, 3)))
         try:
-            run_id = write_summary(sweep_dir, args.agent, args.backfill)
+            with deadline(args.timeout, f"not written within {args.timeout:g} s"):
+                run_id = write_summary(sweep_dir, args.agent, args.backfill)
         except BaseException as exc:
-            write_yaml(outcome, {"state": "failed", "pid": os.getpid(), "agent": args.agent,
-                                 "started": round(started, 3), "ended": round(time.time(), 3),
-                                 "error": f"{type(exc).__name__}: {exc}"[:500]})
+            write_yaml(outcome, _outcome(SummaryState.FAILED, pid=os.getpid(), agent=args.agent,
+                                         started=round(started, 3),
+                                         ended=round(time.time(), 3),
+                                         error=f"{type(exc).__name__}: {exc}"[:500]))
             raise
-        finally:
-            signal.alarm(0)
-        write_yaml(outcome, {"state": "written", "pid": os.getpid(), "agent": args.agent,
-                             "run": run_id, "started": round(started, 3),
-                             "ended": round(time.time(), 3)})
+        write_yaml(outcome, _outcome(SummaryState.WRITTEN, pid=os.getpid(), agent=args.agent,
+                                     run=run_id, started=round(started, 3),
+                                     ended=round(time.time(), 3)))
     return 0
+
+
+def _outcome(state: SummaryState, **fields: Any) -> dict[str, Any]:
+    """summary-run.yaml's content: the state first, as its string."""
+    return {"state": state.value, **fields}
 
 
 @contextlib.contextmanager

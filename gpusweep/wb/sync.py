@@ -55,7 +55,7 @@ class SyncPlan:
 
 def plan(sweep_dir: str, project: str | None = None, entity: str | None = None) -> SyncPlan:
     """Find the runs of a sweep directory (BadInput when it is not one)."""
-    data = load_sweep_dir(sweep_dir)
+    data = load_sweep_dir(sweep_dir, command="sync")
     header = data.header
     config = {k: v for k, v in data.config.items() if k != "isolation"}
     runs: dict[str, str] = {}
