@@ -25,16 +25,27 @@ SEARCHES = {  # method -> (module, function) in sweeps, as sweeps/run.py's next_
     "bayes": ("sweeps.bayes_search", "bayes_search_next_runs"),
 }
 DEFERRED = ("scipy.stats",)
+# jsonref (sweeps' schema loader) imports requests, if it can, only to fetch http(s) $refs,
+# which sweeps' own schema never has; requests and urllib3 cost about 40 ms at start-up.
+# Without it jsonref reads such refs with urllib instead (jsonref.py, ``jsonloader``).
+NOT_FOR_THE_SCHEMA = ("requests",)
 
 
 def package() -> Any:
     """The ``sweeps`` package (schema, run model, Hyperband), scipy.stats deferred."""
     for name in DEFERRED:
         defer_import(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sweeps' pydantic model warns about v1 config keys
-        import sweeps
-
+    blocked = [name for name in NOT_FOR_THE_SCHEMA if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # ``import name`` fails here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sweeps' pydantic model warns about v1 keys
+            import sweeps
+    finally:
+        for name in blocked:  # whoever imports it later (wandb) gets the real module
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
     return sweeps
 
 

@@ -118,6 +118,26 @@ def test_random_samples_without_scipy_stats_or_scikit_learn(tmp_path):
                      "scipy.stats": "_Deferred", "stats_py": False}
 
 
+def test_the_engine_leaves_requests_to_whoever_needs_it(tmp_path):
+    """Validation and proposals never import requests (jsonref would, for remote refs that
+    sweeps' schema does not have); a later ``import requests`` (wandb's) still works."""
+    script = textwrap.dedent(f"""
+        import sys
+        from gpusweep.config import load_sweep
+        from gpusweep.controller import Controller
+        spec = load_sweep({str(sweep_file(tmp_path, "random"))!r})
+        assert Controller(spec, seed="s").propose([]) is not None
+        assert "requests" not in sys.modules, "the engine imported requests"
+        import jsonref
+        assert jsonref.requests is None
+        import requests
+        assert callable(requests.get)
+        """)
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_bayes_dry_run_still_works(tmp_path):
     found = modules_after(f"""
         from gpusweep.cli import main
