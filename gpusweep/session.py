@@ -79,10 +79,6 @@ class SweepSession:
         return self.filler.slots
 
     @property
-    def device(self) -> Device:
-        return self.devices[0]
-
-    @property
     def sweep_dir(self) -> str:
         return self.recorder.dir
 

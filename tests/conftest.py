@@ -229,6 +229,18 @@ def cuda_available() -> bool:
     return probe.stdout.strip() == "True"
 
 
+@pytest.fixture
+def gpu_check(monkeypatch):
+    """tools/gpu_check.py as a module (it is a script, not part of a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def cuda():
     """Skips the module's tests unless torch sees a CUDA GPU."""

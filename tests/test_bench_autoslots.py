@@ -1,6 +1,5 @@
 """bench/auto_slots.py and its gpu-check step, on the CPU as far as they go."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,14 +10,6 @@ from conftest import ROOT, program
 
 sys.path.insert(0, str(ROOT))
 from bench import auto_slots  # noqa: E402
-
-
-def gpu_check_module(monkeypatch):
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look it up
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_trials_per_hour_reached_and_the_ratio():
@@ -33,8 +24,7 @@ def test_trials_per_hour_reached_and_the_ratio():
     assert auto_slots.compare({"trials_per_hour": None}, auto) is None
 
 
-def test_the_gpu_check_step_runs_the_quick_sweep_with_auto_against_one_slot(monkeypatch):
-    gpu_check = gpu_check_module(monkeypatch)
+def test_the_gpu_check_step_runs_the_quick_sweep_with_auto_against_one_slot(gpu_check):
     (step,) = [s for s in gpu_check.steps("py") if s.name == "bench auto_slots"]
     assert step.json_result and step.argv[:2] == ["py", "bench/auto_slots.py"]
     args = auto_slots.parse_args(step.argv[2:])

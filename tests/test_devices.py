@@ -314,18 +314,6 @@ def test_gpu_check_says_there_is_no_gpu_and_writes_nothing(tmp_path):
         assert step in listed
 
 
-@pytest.fixture
-def gpu_check(monkeypatch):
-    """tools/gpu_check.py as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "gpu_check", module)  # its dataclasses look it up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_gpu_check_page_names_the_device_and_each_result(gpu_check):
     info = {"name": "NVIDIA H100 80GB HBM3", "capability": [9, 0], "torch": "2.11.0",
             "cuda": "13.0", "driver": "580.1", "nvml": ["0: NVIDIA H100 (GPU-1, 81559 MB)"]}
