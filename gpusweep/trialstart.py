@@ -17,7 +17,7 @@ from gpusweep.bootstrap import _gpusweep_contract as contract
 from gpusweep.cleanup import end_tree
 from gpusweep.config import SweepSpec
 from gpusweep.errors import start_error
-from gpusweep.records import GpuRecord, TrialRecord
+from gpusweep.records import CleanupRecord, GpuRecord, TrialRecord
 from gpusweep.session import SweepOptions, SweepSession, new_id
 from gpusweep.slots import Slot
 from gpusweep.source import Pending
@@ -45,7 +45,8 @@ def skipped_record(slot: Slot, pending: Pending, admitted: Admission, now: str) 
         predicted_peak_mb=None if admitted.predicted_mb is None
         else round(admitted.predicted_mb, 1), fit_note=admitted.reason,
         reason=admitted.reason,
-        gpu=GpuRecord(device=slot.device.info.name, index=slot.device.info.index))
+        gpu=GpuRecord(device=slot.device.info.name, index=slot.device.info.index),
+        cleanup=CleanupRecord(clean=True))  # no process was started: nothing to clean
 
 
 class TrialStarter:

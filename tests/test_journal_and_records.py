@@ -5,7 +5,7 @@ import os
 import yaml
 
 from gpusweep.config import Metric
-from gpusweep.records import MetricSummary, TrialRecord, best_trial
+from gpusweep.records import CleanupRecord, MetricSummary, TrialRecord, best_trial
 from gpusweep.records.atomic import write_yaml
 from gpusweep.records.journal import Journal
 from gpusweep.records.writer import totals
@@ -39,7 +39,8 @@ def test_atomic_write_leaves_no_temp_file_and_is_readable(tmp_path):
 def record(run, status, best):
     return TrialRecord(run=run, params={"x": run}, status=status, exit_code=0, signal=None,
                        started="", ended="", duration_s=1.0,
-                       metric=MetricSummary("loss", best, best, 3))
+                       metric=MetricSummary("loss", best, best, 3),
+                       cleanup=CleanupRecord(clean=True))  # a trial proven clean
 
 
 def test_totals_and_best_trial():

@@ -121,7 +121,7 @@ class CleanupRecord:
     processes_killed: int = 0
     escapees_killed: int = 0
     wait_s: float = 0.0
-    clean: bool | None = True  # None: the GPU could not be proven back either way
+    clean: bool | None = None  # None: not proven back either way (also: never measured)
     reason: str | None = None  # why it is not clean, or unknown
 
 
